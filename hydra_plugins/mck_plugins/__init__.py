@@ -1,0 +1,1 @@
+"""Hydra plugins of mck (found by Hydra in the ``hydra_plugins`` namespace package)."""

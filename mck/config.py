@@ -1,0 +1,129 @@
+"""Structured configs (types and defaults) for every config group, registered in Hydra's ConfigStore, and the
+OmegaConf resolvers mck's YAML uses. Importing this module is enough to compose mck configs.
+
+Validation happens once, at composition: an unknown key or a value of the wrong type fails there with the key and
+the value named; after that the config is read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+LEVELS = ("video", "session", "calibration", "project")
+
+
+@dataclass
+class PipelineInfo:
+    processing_level: str = "video"  # video | session | calibration | project
+
+
+@dataclass
+class SlurmParams:
+    mem: str = "4GB"
+    gpu: bool = False
+    ncpus: int = 1
+    sec_per_frame: float = 0.0
+    min_minutes: int = 10
+
+
+@dataclass
+class WrapParams:
+    func_path: str = MISSING
+    conda_env: Optional[str] = None
+    modules: List[str] = field(default_factory=list)
+
+
+@dataclass
+class OutputInfo:
+    output_name: str = MISSING
+    also: List[str] = field(default_factory=list)   # further outputs beside the primary one; all must exist
+    output_dir: Optional[str] = None                 # project-level steps: where outputs go (default output_root)
+
+
+@dataclass
+class StepConfig:
+    name: str = MISSING
+    pipeline_info: PipelineInfo = field(default_factory=PipelineInfo)
+    step_dependencies: List[str] = field(default_factory=list)
+    slurm_params: SlurmParams = field(default_factory=SlurmParams)
+    wrap_params: WrapParams = field(default_factory=WrapParams)
+    func_args: Dict[str, Any] = field(default_factory=dict)
+    func_kwargs: Dict[str, Any] = field(default_factory=dict)
+    output_info: OutputInfo = field(default_factory=OutputInfo)
+
+
+@dataclass
+class HrnetWeights:
+    top: str = MISSING
+    side: str = MISSING
+    bottom: str = MISSING
+
+
+@dataclass
+class Weights:
+    centernet: str = MISSING
+    hrnet: HrnetWeights = field(default_factory=HrnetWeights)
+    gimbal_params: str = MISSING
+
+
+@dataclass
+class ProjectConfig:
+    name: str = MISSING
+    data_root: str = MISSING
+    output_root: str = MISSING
+    cameras: List[str] = field(default_factory=lambda: ["top", "side1", "side2", "side3", "side4", "bottom"])
+    views: Dict[str, str] = field(default_factory=dict)
+    video_extensions: List[str] = field(default_factory=lambda: ["mp4", "avi"])
+    calibration_pattern: str = "*calib*"
+    calibration_map: Dict[str, str] = field(default_factory=dict)
+    alignment_file: str = "aligned_frame_numbers.csv"
+    board_shape: List[int] = field(default_factory=lambda: [5, 7])
+    square_size: float = 12.5
+    labels_dir: str = MISSING
+    weights_dir: str = MISSING
+    weights: Weights = field(default_factory=Weights)
+    fit_sessions: List[str] = field(default_factory=list)
+
+
+@dataclass
+class MckConfig:
+    project: ProjectConfig = MISSING
+    step: StepConfig = MISSING
+    video: Optional[Dict[str, Any]] = None
+    session: Optional[Dict[str, Any]] = None
+    calibration: Optional[Dict[str, Any]] = None
+    overwrite: bool = False
+    dry_run: bool = False
+    debug: bool = False
+    time_scale: float = 1.0
+    seed: int = 0
+
+
+def _register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=MckConfig)
+    if not OmegaConf.has_resolver("mck_root"):
+        OmegaConf.register_new_resolver("mck_root", lambda: str(REPO_ROOT))
+    if not OmegaConf.has_resolver("mck_session_outputs"):
+        OmegaConf.register_new_resolver("mck_session_outputs", _session_outputs)
+
+
+def _session_outputs(output_name: str, *, _root_) -> List[str]:
+    """``${mck_session_outputs:robust_triangulation.npy}``: that output of every session of the project (or of
+    ``project.fit_sessions`` when set), as absolute paths."""
+    from mck.inventory import inventory_for_project
+
+    project = _root_.project
+    inventory = inventory_for_project(project)
+    names = list(project.fit_sessions) or sorted(inventory.sessions)
+    return [str(Path(inventory.sessions[n].output_dir) / f"{n}.{output_name}") for n in names]
+
+
+_register()
