@@ -208,9 +208,9 @@ def match_calibration(settings: Settings, session: str, calibrations: dict[str, 
         return same_date[0], None
     if not same_date:
         return None, (f"no calibration for date {date} under {settings.data_root} "
-                      f"(add one or set project.calibration_map.{session}=CALIBRATION)")
+                      f"(add one, or map it: ++project.calibration_map={{{session}:CALIBRATION}})")
     return None, (f"ambiguous calibration for date {date}: {', '.join(same_date)} "
-                  f"(choose one with project.calibration_map.{session}=CALIBRATION)")
+                  f"(choose one: ++project.calibration_map={{{session}:CALIBRATION}})")
 
 
 def item_node(settings: Settings, item: Item, calibration: tuple[str | None, str | None] | None) -> dict[str, Any]:

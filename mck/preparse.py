@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 import mck.config  # noqa: F401  (registers the resolvers the project files use)
@@ -33,10 +32,18 @@ def project_config(overrides: list[str]) -> DictConfig:
         options = sorted(p.stem for p in (CONF_DIR / "project").glob("*.yaml"))
         raise ConfigError(f"no project config {name!r}", fix=f"choose one of: {', '.join(options)}")
     root = OmegaConf.create({"project": OmegaConf.load(path)})
-    for override in overrides:
-        key, sep, value = override.lstrip("+").partition("=")
-        if sep and key.startswith("project."):
-            OmegaConf.update(root, key, yaml.safe_load(value) if value else value, merge=True)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    wanted = [o for o in overrides if o.lstrip("+").startswith("project.")]
+    if wanted:
+        try:
+            parsed = OverridesParser.create().parse_overrides(wanted)
+        except Exception as exc:
+            raise ConfigError(f"cannot parse {' '.join(wanted)}: {str(exc).splitlines()[0]}") from exc
+        for override in parsed:
+            value = override.value()
+            value = OmegaConf.to_container(OmegaConf.create({"v": value}))["v"] if value is not None else None
+            OmegaConf.update(root, override.key_or_group, value, merge=True)
     try:
         OmegaConf.resolve(root)
     except Exception as exc:  # interpolation errors in the project file

@@ -102,6 +102,8 @@ def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
         output_root = job.output_root
         record.update(item=job.item, level=job.level, session=job.session, outputs=job.outputs,
                       time_limit_min=job.time_min, nframes=job.nframes)
+        if run_dir:
+            save_resolved_config(cfg, run_dir)
         if job.action != RUN:
             record.update(state=job.action, reason=job.reason)
             log.info("%s %s: %s (%s)", job.step, job.item, job.action, job.reason)
@@ -127,6 +129,8 @@ def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
     except Preempted as exc:
         record.update(state="preempted", error=str(exc) or "preempted; resumes from its checkpoint")
     except MckError as exc:
+        if exc.item is None and record.get("item"):
+            exc.item = record["item"]
         record.update(state="failed", error=exc.one_line(), error_type=type(exc).__name__)
         log.debug("traceback:\n%s", traceback.format_exc())
     except Exception as exc:  # a bug or an unexpected library error: recorded with its traceback in the log
@@ -146,3 +150,16 @@ def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
         if lock is not None:
             lock.release()
     return record
+
+
+def save_resolved_config(cfg: DictConfig, run_dir: str) -> None:
+    """``config.resolved.yaml``: the job's config with every interpolation resolved (environment variables and
+    the item's paths included), so ``mck rerun`` repeats exactly this job whatever the environment then."""
+    from mck.io import atomic_path
+
+    try:
+        text = OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)))
+    except Exception:  # an interpolation that only this step never needs cannot resolve: keep Hydra's snapshot
+        return
+    with atomic_path(Path(run_dir) / "config.resolved.yaml") as tmp:
+        tmp.write_text(text)
