@@ -91,10 +91,12 @@ def compute(project: DictConfig, steps: list[str] | None = None) -> list[StepSta
         return done_sets[key]
 
     calib_of = {s: match_calibration(settings, s, inv.calibrations)[0] for s in inv.sessions}
+    levels = {name: level_of(spec) for name, spec in specs.items()}
     result = []
     for name in steps or list(specs):
         spec = specs[name]
-        level = level_of(spec)
+        level = levels[name]
+        deps = [(str(d), levels[str(d)], str(specs[str(d)].output_info.output_name)) for d in spec.step_dependencies]
         for output_name in _variants(settings.output_root, name, str(spec.output_info.output_name)):
             st = StepStatus(name, output_name, level)
             done = done_items(name, output_name)
@@ -102,14 +104,14 @@ def compute(project: DictConfig, steps: list[str] | None = None) -> list[StepSta
                 if item in done:
                     state = "done"
                 else:
-                    state = _not_done_state(settings, st, item, spec, level, inv, project, done_items, calib_of)
+                    state = _not_done_state(settings, st, item, deps, level, inv, project, done_items, calib_of)
                 st.counts[state] += 1
                 st.items[item] = state
             result.append(st)
     return result
 
 
-def _not_done_state(settings, st, item, spec, level, inv, project, done_items, calib_of) -> str:
+def _not_done_state(settings, st, item, deps, level, inv, project, done_items, calib_of) -> str:
     record = records.read_record(settings.output_root, st.step, st.output_name, item)
     owner = records.lock_owner(settings.output_root, st.step, st.output_name, item)
     if owner:
@@ -125,11 +127,9 @@ def _not_done_state(settings, st, item, spec, level, inv, project, done_items, c
                                         f" (killed or timed out); re-run to resume")
         st.failed.append((item, error))
         return "failed"
-    for dep in spec.step_dependencies:
-        dep_spec = step_spec(str(dep), project)
-        dep_level = level_of(dep_spec)
+    for dep, dep_level, dep_output in deps:
         needed = _dependency_items(item, level, dep_level, inv, project, calib_of)
-        if needed is None or not needed <= done_items(str(dep), str(dep_spec.output_info.output_name)):
+        if needed is None or not needed <= done_items(dep, dep_output):
             return "blocked"
     return "pending"
 
