@@ -6,6 +6,7 @@ Kept apart from ``__main__`` so that the task function pickles for SLURM (submit
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -26,7 +27,8 @@ def task(cfg: DictConfig) -> dict[str, Any]:
     """Hydra task function: one step on one item. Returns (and remembers) the job record."""
     from mck.runtime import install_signal_handlers
 
-    install_signal_handlers()
+    if "SLURM_JOB_ID" not in os.environ:  # under SLURM, submitit's own handlers checkpoint and requeue
+        install_signal_handlers()
     try:
         run_dir = HydraConfig.get().runtime.output_dir
     except ValueError:

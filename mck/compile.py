@@ -223,7 +223,7 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True) -> Job:
         return job
     if check_running:
         owner = records.lock_owner(job.output_root, job.step, job.output_name, item)
-        if owner:
+        if owner and owner.get("job_id") != records.job_identity()["job_id"]:
             job.action, job.reason = RUNNING, f"running as {owner.get('job_id')} on {owner.get('host')}"
             return job
     missing = []

@@ -53,7 +53,7 @@ def queued_slurm_jobs(max_age_s: float = 5.0) -> set[str] | None:
     if cached is not None and time.monotonic() - stamp < max_age_s:
         return cached
     try:
-        out = subprocess.run(["squeue", "-h", "-o", "%i %A"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %A"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -117,6 +117,11 @@ def try_lock(output_root: str, step: str, output_name: str, item: str) -> tuple[
         return Lock(path), None
     owner = layout.read_json(path) or {}
     return None, owner
+
+
+def lock_path_for(job) -> Path:
+    """The lock file of a compiled Job."""
+    return layout.lock_path(job.output_root, job.step, job.output_name, job.item)
 
 
 def lock_owner(output_root: str, step: str, output_name: str, item: str) -> dict | None:

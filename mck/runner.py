@@ -138,7 +138,7 @@ def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
         log.error("%s", traceback.format_exc())
     finally:
         end = time.time()
-        record.update(end=records.now(), elapsed_s=round(end - started, 3))
+        record.update(end=records.now(), elapsed_s=round(end - started, 3), max_rss_mb=_max_rss_mb())
         if run_dir:
             record["log"] = str(next(iter(Path(run_dir).glob("*.log")), Path(run_dir) / "job.log"))
         if output_root and record.get("state") in ("done", "failed", "preempted"):
@@ -163,3 +163,10 @@ def save_resolved_config(cfg: DictConfig, run_dir: str) -> None:
         return
     with atomic_path(Path(run_dir) / "config.resolved.yaml") as tmp:
         tmp.write_text(text)
+
+
+def _max_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -26,3 +26,21 @@ def count_calls(output_path: str, item: str, sleep_s: float = 0.0, **kwargs) -> 
 
 def explode(output_path: str, item: str, **kwargs) -> None:
     raise RuntimeError(f"boom in {item}")
+
+
+def resumable_counter(output_path: str, item: str, steps: int = 40, step_s: float = 1.0, **kwargs) -> dict:
+    """Count to ``steps``, one step per ``step_s`` seconds, checkpointing after each step; resumes from the
+    checkpoint. The output (the list of counted steps and how many starts it took) is the same however often
+    the job was interrupted, except ``starts``."""
+    ckpt = output_path + ".checkpoint.json"
+    state = json.load(open(ckpt)) if os.path.exists(ckpt) else {"done": [], "starts": 0}
+    state["starts"] += 1
+    save_json(ckpt, state)
+    while len(state["done"]) < steps:
+        time.sleep(step_s)
+        state["done"].append(len(state["done"]))
+        save_json(ckpt, state)
+    save_json(output_path, {"item": item, "done": state["done"]})
+    save_json(output_path + ".starts.json", {"starts": state["starts"]})
+    os.remove(ckpt)
+    return {"starts": state["starts"]}

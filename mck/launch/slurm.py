@@ -1,0 +1,144 @@
+"""SLURM job parameters for compiled jobs — one pure builder, tested against golden sbatch scripts.
+
+``slurm_parameters`` turns a Job (its time limit, memory, cpus, gpu flag), the step's ``wrap_params`` (modules,
+conda env) and the launcher config (partitions, qos, exclude list, …) into submitit ``SlurmExecutor`` parameters.
+``sbatch_script`` renders them with submitit's own script builder, exactly what ``sbatch`` receives.
+``fit_to_cluster`` drops partitions and excluded nodes that the cluster does not have (so the O2 launcher
+configs also run on a small or local cluster), saying what it dropped.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from mck.compile import Job
+
+#: Launcher config keys mck understands (besides submitit's own ``submitit_folder``); anything else is an error.
+LAUNCHER_KEYS = {
+    "submitit_folder", "cpu_partition", "gpu_partition", "cpu_qos", "gpu_qos", "gpu_exclude", "account",
+    "constraint", "signal_delay_s", "max_num_timeout", "array_parallelism", "max_array_size", "conda_base",
+    "use_setup", "additional_parameters", "wait", "fit_to_cluster", "extra_setup", "_target_",
+}
+
+
+def setup_lines(modules: Sequence[str], conda_env: str | None, conda_base: str | None) -> list[str]:
+    """Shell lines that put a job into the user's cluster environment (``module load``, conda activation).
+
+    Each line warns instead of failing where the tool is missing, so a job still runs with the interpreter
+    that submitted it (submitit calls it by absolute path).
+    """
+    lines = []
+    for module in modules:
+        m = shlex.quote(module)
+        lines.append(f"module load {m} 2>/dev/null || echo 'mck: could not module load {module}' >&2")
+    if conda_env:
+        base = shlex.quote(conda_base) if conda_base else '"$(conda info --base 2>/dev/null)"'
+        env = shlex.quote(conda_env)
+        lines.append(f'if [ -f {base}/etc/profile.d/conda.sh ]; then source {base}/etc/profile.d/conda.sh '
+                     f'&& conda activate {env}; else echo "mck: conda not found, not activating {conda_env}" >&2; fi')
+    return lines
+
+
+def slurm_parameters(job: Job, launcher: dict[str, Any], modules: Sequence[str] = (),
+                     conda_env: str | None = None, name: str | None = None) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters for one job (jobs with equal parameters can share an array)."""
+    gpu = bool(job.gpu)
+    params: dict[str, Any] = {
+        "job_name": name or job.label,
+        "time": int(job.time_min),
+        "mem": str(job.mem),
+        "cpus_per_task": int(job.ncpus),
+        "partition": launcher.get("gpu_partition") if gpu else launcher.get("cpu_partition"),
+        "signal_delay_s": int(launcher.get("signal_delay_s", 120)),
+        "array_parallelism": int(launcher.get("array_parallelism", 256)),
+    }
+    if gpu:
+        params["gres"] = "gpu:1"
+        if launcher.get("gpu_qos"):
+            params["qos"] = launcher["gpu_qos"]
+        exclude = launcher.get("gpu_exclude") or []
+        if exclude:
+            params["exclude"] = ",".join(exclude) if not isinstance(exclude, str) else exclude
+    elif launcher.get("cpu_qos"):
+        params["qos"] = launcher["cpu_qos"]
+    for key in ("account", "constraint"):
+        if launcher.get(key):
+            params[key] = launcher[key]
+    if launcher.get("additional_parameters"):
+        params["additional_parameters"] = dict(launcher["additional_parameters"])
+    setup = list(launcher.get("extra_setup") or [])
+    if launcher.get("use_setup", True):
+        setup += setup_lines(modules, conda_env, launcher.get("conda_base"))
+    if setup:
+        params["setup"] = setup
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def group_key(params: dict[str, Any]) -> tuple:
+    """Jobs whose parameters are equal (ignoring the name) go into one array."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items() if k != "job_name"))
+
+
+def sbatch_script(params: dict[str, Any], folder: str, command: str = "python -u -m submitit.core._submit %t",
+                  map_count: int | None = None) -> str:
+    """The sbatch script submitit writes for these parameters (pure: no cluster needed)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    return _make_sbatch_string(command=command, folder=folder, map_count=map_count, **params)
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    partitions: frozenset[str]
+    nodes: frozenset[str]
+
+
+def cluster_facts() -> ClusterFacts | None:
+    """Partitions and node names from ``sinfo``; None if SLURM is not reachable."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%R %N"], capture_output=True, text=True, timeout=20)
+        nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    partitions = {line.split()[0].rstrip("*") for line in out.stdout.splitlines() if line.strip()}
+    return ClusterFacts(frozenset(partitions), frozenset(n.strip() for n in nodes.stdout.split() if n.strip()))
+
+
+def fit_to_cluster(params: dict[str, Any], facts: ClusterFacts) -> tuple[dict[str, Any], list[str]]:
+    """Drop partitions and excluded nodes unknown to this cluster; returns (params, notes)."""
+    params = dict(params)
+    notes = []
+    if params.get("partition"):
+        wanted = [p for p in str(params["partition"]).split(",") if p]
+        kept = [p for p in wanted if p in facts.partitions]
+        if kept != wanted:
+            notes.append(f"partitions {','.join(p for p in wanted if p not in kept)} are not on this cluster")
+        if kept:
+            params["partition"] = ",".join(kept)
+        else:
+            params.pop("partition")
+            notes.append("using the cluster's default partition")
+    if params.get("exclude"):
+        wanted = [n for n in str(params["exclude"]).split(",") if n]
+        kept = [n for n in wanted if n in facts.nodes]
+        if len(kept) != len(wanted):
+            notes.append(f"{len(wanted) - len(kept)} excluded nodes are not on this cluster")
+        if kept:
+            params["exclude"] = ",".join(kept)
+        else:
+            params.pop("exclude")
+    return params, notes
+
+
+def chunks(items: Sequence[Any], size: int | None) -> Iterable[Sequence[Any]]:
+    """Split an array that is larger than the cluster's MaxArraySize."""
+    if not size or size <= 0:
+        yield items
+        return
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
