@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mck import layout, records
 from mck.config import CONF_DIR, LEVELS, StepConfig
-from mck.errors import ConfigError
+from mck.errors import ConfigError, InputError
 from mck.inventory import Settings, find_item, item_node, match_calibration, unknown_item_error, scan
 
 RUN, SKIP, BLOCKED, RUNNING = "run", "skip", "blocked", "running"
@@ -218,6 +218,9 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True) -> Job:
               output_root=settings.output_root)
     if level == "session" and "calibration" in list(step.step_dependencies) and not cfg.session.calibration:
         raise ConfigError(str(cfg.session.calibration_error), item=item)
+    _check_writable(os.path.dirname(outputs[0]), item)
+    if level == "session":
+        check_session_frames(cfg.session)
     if not cfg.overwrite and all(layout.output_valid(p) for p in outputs):
         job.action, job.reason = SKIP, "done"
         return job
@@ -239,6 +242,36 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True) -> Job:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         job.action, job.reason = BLOCKED, "waiting for " + ", ".join(missing[:3]) + more
     return job
+
+
+def check_session_frames(session: DictConfig) -> None:
+    """Cameras of a session must agree on frame count (from the probe caches) unless an alignment file explains
+    the difference. Cameras not probed yet are not checked."""
+    counts = {}
+    for cam in session.videos:
+        probe = layout.read_json(layout.probe_path(str(session.output_dir), f"{session.name}.{cam}"))
+        if probe and isinstance(probe.get("frames"), int):
+            counts[str(cam)] = probe["frames"]
+    if len(set(counts.values())) > 1 and not session.get("alignment"):
+        detail = ", ".join(f"{c} {n}" for c, n in counts.items())
+        raise InputError(f"cameras disagree on frame count ({detail}) and there is no aligned_frame_numbers.csv",
+                         item=str(session.name),
+                         fix="add the acquisition's aligned_frame_numbers.csv to the session folder, or re-export "
+                             "the videos")
+
+
+def _check_writable(directory: str, item: str) -> None:
+    """The output directory (or its nearest existing ancestor) must be a writable directory."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"output directory {directory} is not writable ({path} is "
+                         f"{'not a directory' if not os.path.isdir(path) else 'read-only'})", item=item,
+                         fix="set project.output_root=… to a writable place or fix the permissions")
 
 
 def format_table(jobs: list[Job]) -> str:

@@ -227,3 +227,29 @@ def test_concurrent_launches_run_each_item_once(tiny_project: Path, tmp_path: Pa
     assert all(p.returncode == 0 for p in procs), outs
     for session in SESSIONS:
         assert calls(tiny_project, session) == [session]
+
+
+def test_unwritable_output_directory_is_a_clear_error(tiny_project: Path, tmp_path: Path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the output root should be")
+    proc = run_mck(["step=probe", "video=20240422_J04301.top", f"project.output_root={blocker}/out"], tiny_project,
+                   tmp_path)
+    assert proc.returncode == 1
+    assert "20240422_J04301.top: output directory" in proc.stderr and "is not writable" in proc.stderr
+    assert "project.output_root" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_frame_count_mismatch_without_alignment_blocks_session_steps(tiny_project: Path, tmp_path: Path):
+    from tests.conftest import write_tiny_video
+
+    session = "20240422_J04301"
+    write_tiny_video(tiny_project / session / f"{session}.side3.mp4", 9)
+    run_mck(["step=probe", "-m", "video=glob(*)"], tiny_project, tmp_path, check=True)
+    args = [*FAKE_SESSION_STEP, "-m", "session=glob(*)"]
+    proc = run_mck(args, tiny_project, tmp_path, env=ENV)
+    assert proc.returncode == 1
+    assert f"{session}: cameras disagree on frame count (top 12, side1 12, side2 12, side3 9" in proc.stderr
+    assert "1 done" in proc.stdout  # the other session is unaffected
+    (tiny_project / session / "aligned_frame_numbers.csv").write_text("trigger_number,top\n")
+    proc = run_mck(args, tiny_project, tmp_path, env=ENV, check=True)
+    assert calls(tiny_project, session) == [session]
