@@ -1,0 +1,66 @@
+"""``camera_params.h5`` — the lab's "gimbal" calibration format (§A.6), read and written.
+
+Group ``camera_parameters``: ``camera_names`` (C,) UTF-8, ``dist_coefs`` (C, 5), ``intrinsic`` (C, 3, 3),
+``rotation`` (C, 3, 3) world→camera, ``translation`` (C, 3) mm. World frame = the root (top) camera.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mck.errors import InputError
+from mck.geometry.camera import rodrigues, rotation_to_rvec
+from mck.io import save_h5
+
+
+def save_camera_params(path: str | Path, names: Sequence[str], extrinsics: np.ndarray,
+                       intrinsics: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write cameras (extrinsics (C, 6) rvec + t; intrinsics [(K, dist)]) atomically in the §A.6 layout."""
+    extrinsics = np.asarray(extrinsics, dtype=float)
+    save_h5(path, {
+        "camera_parameters/camera_names": list(names),
+        "camera_parameters/dist_coefs": np.stack([np.asarray(d, float).ravel()[:5] for _, d in intrinsics]),
+        "camera_parameters/intrinsic": np.stack([np.asarray(K, float) for K, _ in intrinsics]),
+        "camera_parameters/rotation": rodrigues(extrinsics[:, :3]),
+        "camera_parameters/translation": extrinsics[:, 3:],
+    })
+
+
+def load_camera_params(path: str | Path, camera_names: Sequence[str] | None = None
+                       ) -> tuple[list[str], np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Read (names, extrinsics (C, 6), intrinsics [(K, dist)]) in file order or reordered to ``camera_names``.
+
+    Raises InputError naming the file when it is missing, not in the layout, or lacks a requested camera.
+    """
+    import h5py
+
+    path = str(path)
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["camera_parameters"]
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in group["camera_names"][()]]
+            dist = np.asarray(group["dist_coefs"][()], float)
+            K = np.asarray(group["intrinsic"][()], float)
+            R = np.asarray(group["rotation"][()], float)
+            t = np.asarray(group["translation"][()], float)
+    except FileNotFoundError as exc:
+        raise InputError("calibration file not found", path=path,
+                         fix="run step=calibration for this session's calibration") from exc
+    except (OSError, KeyError) as exc:
+        raise InputError(f"not a camera_params.h5 file ({exc})", path=path,
+                         fix="re-run step=calibration with overwrite=true") from exc
+    extrinsics = np.concatenate([rotation_to_rvec(R), t.reshape(-1, 3)], axis=1)
+    intrinsics = [(K[i], dist[i]) for i in range(len(names))]
+    if camera_names is not None:
+        missing = [c for c in camera_names if c not in names]
+        if missing:
+            raise InputError(f"calibration has cameras {', '.join(names)} but not {', '.join(missing)}", path=path,
+                             fix="calibrate with all of the project's cameras or set project.cameras")
+        order = [names.index(c) for c in camera_names]
+        names = list(camera_names)
+        extrinsics = extrinsics[order]
+        intrinsics = [intrinsics[i] for i in order]
+    return names, extrinsics, intrinsics
