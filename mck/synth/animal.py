@@ -51,7 +51,7 @@ def trajectory(frames: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         step = speed[t] * dt * np.array([np.cos(heading[t]), np.sin(heading[t])])
         pos[t] = pos[t - 1] + step
     rear = np.zeros(frames)
-    for _ in range(max(1, frames // 250)):
+    for _ in range(frames // 250):
         center = rng.uniform(0.1, 0.9) * frames
         width = rng.uniform(12, 30)
         rear += np.exp(-0.5 * ((np.arange(frames) - center) / width) ** 2)
@@ -85,8 +85,8 @@ def make_body(traj: dict[str, np.ndarray]) -> Body:
     spine_high = hip + 50.0 * fp + 8.0 * up
     head_c = spine_high + 16.0 * head_dir + 2.0 * up
     kp = np.zeros((T, 15, 3))
-    kp[:, 1] = hip - 22.0 * f + 3.0 * UP                            # tail_base
-    kp[:, 2] = hip + 13.0 * up                                      # spine_low (top of the back)
+    kp[:, 1] = hip - 27.5 * f + 2.0 * UP                            # tail_base (just behind the haunch)
+    kp[:, 2] = hip + 13.0 * UP                                      # spine_low (top of the haunch)
     kp[:, 3] = hip + 26.0 * fp + 12.5 * up                          # spine_mid
     kp[:, 4] = spine_high + 8.0 * up                                # spine_high
     kp[:, 5] = head_c - 3.0 * head_dir + 8.0 * left + 8.0 * up      # left_ear

@@ -62,7 +62,7 @@ def render_ellipsoids(cam: CameraRays, centers: np.ndarray, axes: np.ndarray, al
             continue
         y = np.where(closer[..., None], t[..., None] * d - c, 0.0)   # point on the unit sphere
         normal = y @ inv                                      # gradient direction in the camera frame
-        normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+        normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12)
         view = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
         shade = 0.45 + 0.55 * np.abs(np.sum(normal * view, -1))
         region = image[v0:v1, u0:u1]

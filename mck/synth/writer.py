@@ -103,20 +103,16 @@ def _animal_video(args) -> dict:
     return {"visible": visible, "labelled": labelled, "written": n}
 
 
-def _visibility(cam: render.CameraRays, points: np.ndarray, depth: np.ndarray, tol: float = 3.5) -> np.ndarray:
-    """Keypoints (K, 3) world mm in front of the rendered surface (z-buffer) at their pixel, and inside the image."""
+def _visibility(cam: render.CameraRays, points: np.ndarray, depth: np.ndarray, tol: float = 5.0) -> np.ndarray:
+    """Keypoints (K, 3) world mm inside the image and not behind the rendered surface (z-buffer) at their pixel:
+    camera depth ≤ surface depth + ``tol`` mm (keypoints sit on the body surface)."""
     z = cam.to_camera(points)[:, 2]
     uv = cam.project(points)
     height, width = depth.shape
     ui = np.round(uv[:, 0]).astype(int)
     vi = np.round(uv[:, 1]).astype(int)
     inside = (ui >= 0) & (ui < width) & (vi >= 0) & (vi < height) & (z > 0)
-    surface = np.full(len(points), np.inf)
-    for du in (-1, 0, 1):   # the 3×3 neighbourhood: the nearest surface around the keypoint's pixel
-        for dv in (-1, 0, 1):
-            uu = np.clip(ui + du, 0, width - 1)
-            vv = np.clip(vi + dv, 0, height - 1)
-            surface = np.minimum(surface, depth[vv, uu])
+    surface = depth[np.clip(vi, 0, height - 1), np.clip(ui, 0, width - 1)]
     return inside & (z <= surface + tol)
 
 

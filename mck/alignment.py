@@ -1,0 +1,66 @@
+"""Dropped-frame alignment (§B.2): ``aligned_frame_numbers.csv`` has one row per trigger and a column per camera
+(plus ``trigger_number``); a camera's cell is empty/NaN where it dropped that trigger. Its detections, in order, go
+into the rows where its cell is filled; the other rows are NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mck.errors import InputError
+
+_EMPTY = ("", "nan", "none", "null")
+
+
+def load_alignment(csv_path: str | Path | None, camera_names: Sequence[str]) -> np.ndarray | None:
+    """``(rows, cameras)`` bool: True where the camera has a frame for that trigger; None when no file is given.
+
+    Raises InputError when the file is unreadable or lacks a camera's column.
+    """
+    if not csv_path:
+        return None
+    path = str(csv_path)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            rows = list(reader)
+    except OSError as exc:
+        raise InputError(f"cannot read alignment file ({exc})", path=path) from exc
+    missing = [c for c in camera_names if c not in fields]
+    if missing:
+        raise InputError(f"alignment file has no column for {', '.join(missing)} (columns: {', '.join(fields)})",
+                         path=path, fix="one column per camera name plus trigger_number")
+    return np.array([[(r.get(c) or "").strip().lower() not in _EMPTY for c in camera_names] for r in rows],
+                    dtype=bool).reshape(len(rows), len(camera_names))
+
+
+def apply_alignment(per_camera: Sequence[np.ndarray], alignment: np.ndarray | None,
+                    camera_names: Sequence[str] | None = None, fill=np.nan) -> list[np.ndarray]:
+    """Spread each camera's per-frame array ``(T_c, ...)`` onto the trigger rows ``(rows, ...)``.
+
+    Without an alignment the arrays must already have equal length (returned unchanged). With one, camera c's
+    detections go, in order, into the rows where ``alignment[:, c]`` is True; the count must match (InputError).
+    """
+    names = list(camera_names) if camera_names is not None else [str(i) for i in range(len(per_camera))]
+    if alignment is None:
+        lengths = {n: len(a) for n, a in zip(names, per_camera)}
+        if len(set(lengths.values())) > 1:
+            raise InputError(f"cameras have different frame counts {lengths} and there is no alignment file",
+                             fix="provide aligned_frame_numbers.csv for this session")
+        return list(per_camera)
+    out = []
+    for c, (name, arr) in enumerate(zip(names, per_camera)):
+        rows = np.flatnonzero(alignment[:, c])
+        if len(rows) != len(arr):
+            raise InputError(f"camera {name} has {len(arr)} frames but the alignment file lists {len(rows)}",
+                             fix="the alignment file must match the videos")
+        full = np.full((len(alignment),) + arr.shape[1:], fill, dtype=np.result_type(arr.dtype, np.float64)
+                       if np.isnan(fill) else arr.dtype)
+        full[rows] = arr
+        out.append(full)
+    return out

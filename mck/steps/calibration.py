@@ -1,0 +1,134 @@
+"""Step ``calibration`` (calibration level): chessboard videos → ``{calibration}.camera_params.h5``.
+
+1. Detect the anchored chessboard in every video (frames decoded in a background reader, videos in parallel
+   processes); each video's detections are cached in ``{calibration}.{camera}.detections.h5`` (the lab's layout:
+   ``uvs``, ``frame_ixs``, ``img_size``, ``qc_data``) so a re-run or a resumed job skips finished videos.
+2. Initial calibration, then bundle adjustment; the **adjusted** parameters are saved (the lab's driver saved the
+   initial ones, §A quirk).
+3. QC: per-camera reprojection residual histograms (``{calibration}.residuals.png``) and RMS in the job record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from mck.errors import InputError, StepError
+
+MIN_DETECTIONS = 10
+
+
+def detect_video(video_path: str, board_shape: tuple[int, int], frame_step: int = 1,
+                 max_frames: int | None = None) -> dict:
+    """Detections of one video: uvs (n, N, 2), frame_ixs (n,), img_size (w, h), qc_data (n, 4), frames read."""
+    from mck.calibration.detect import detect_chessboard_scored
+    from mck.video import iter_frames, video_info
+
+    info = video_info(video_path)
+    uvs, frames, scores = [], [], []
+    n = 0
+    for index, frame in enumerate(iter_frames(video_path, 0, max_frames)):
+        n += 1
+        if index % frame_step:
+            continue
+        result = detect_chessboard_scored(frame, tuple(board_shape))
+        if result is not None:
+            uvs.append(result[0])
+            frames.append(index)
+            scores.append(result[1])
+    points = board_shape[0] * board_shape[1]
+    return {"uvs": np.array(uvs, dtype=np.float32).reshape(-1, points, 2), "frame_ixs": np.array(frames, dtype=int),
+            "img_size": np.array([info.width, info.height]), "qc_data": np.array(scores).reshape(-1, 4),
+            "frames": n}
+
+
+def _detect_to_cache(args) -> str:
+    from mck.io import save_h5
+
+    video_path, cache_path, board_shape, frame_step = args
+    det = detect_video(video_path, board_shape, frame_step)
+    save_h5(cache_path, {k: det[k] for k in ("uvs", "frame_ixs", "img_size", "qc_data")},
+            attrs={"frames": det["frames"], "frame_step": frame_step})
+    return cache_path
+
+
+def _load_cache(path: str) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {k: f[k][()] for k in ("uvs", "frame_ixs", "img_size")} | {"frames": int(f.attrs["frames"])}
+
+
+def run(video_paths: dict, board_shape: list, square_size: float, output_path: str, item: str = "",
+        frame_step: int = 1, n_frames_intrinsics: int = 100, n_frames_bundle: int = 5000, ftol: float = 1e-4,
+        seed: int = 0, workers: int = 0, log: logging.Logger | None = None) -> dict:
+    from mck.calibration import bundle_adjust, calibrate
+    from mck.calibration_io import save_camera_params
+    from mck.synth.board import object_points
+
+    log = log or logging.getLogger("mck")
+    cameras = list(video_paths)
+    board_shape = (int(board_shape[0]), int(board_shape[1]))
+    out_dir = Path(output_path).parent
+    caches = {cam: str(out_dir / f"{item}.{cam}.detections.h5") for cam in cameras}
+    todo = [(video_paths[c], caches[c], board_shape, frame_step) for c in cameras if not os.path.exists(caches[c])]
+    if todo:
+        workers = workers or min(len(todo), os.cpu_count() or 1)
+        log.info("%s: detecting the chessboard in %d videos (%d workers)", item, len(todo), workers)
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_detect_to_cache, todo))
+        else:
+            for args in todo:
+                _detect_to_cache(args)
+    detections = {cam: _load_cache(caches[cam]) for cam in cameras}
+    counts = {cam: len(d["frame_ixs"]) for cam, d in detections.items()}
+    few = {cam: n for cam, n in counts.items() if n < MIN_DETECTIONS}
+    if few:
+        raise StepError(f"too few chessboard detections: {', '.join(f'{c} {n}' for c, n in few.items())} "
+                        f"(need {MIN_DETECTIONS})", item=item,
+                        fix="record more board poses in view of those cameras, or check focus and lighting")
+    n_frames = max(d["frames"] for d in detections.values())
+    points = board_shape[0] * board_shape[1]
+    corners = np.full((len(cameras), n_frames, points, 2), np.nan)
+    for c, cam in enumerate(cameras):
+        corners[c, detections[cam]["frame_ixs"]] = detections[cam]["uvs"]
+    obj = object_points(board_shape, float(square_size))
+    sizes = [tuple(int(v) for v in detections[cam]["img_size"]) for cam in cameras]
+    try:
+        extrinsics, intrinsics, poses, init_rms = calibrate(corners, obj, sizes, 0, n_frames_intrinsics, seed)
+    except ValueError as exc:
+        raise StepError(str(exc), item=item, fix="record board poses that pairs of cameras see together") from exc
+    result = bundle_adjust(corners, extrinsics, intrinsics, obj, poses, 0, n_frames_bundle, ftol, seed=seed)
+    save_camera_params(output_path, cameras, result.extrinsics, result.intrinsics)
+    _residual_plot(out_dir / f"{item}.residuals.png", cameras, result.residuals_px)
+    rms = {cam: round(float(r), 4) for cam, r in zip(cameras, result.rms_px)}
+    log.info("%s: bundle adjustment %s; RMS px %s", item, result.message, rms)
+    return {"detections": counts, "frames_used": int(len(result.frames)), "rms_px": rms,
+            "initial_rms_px": {c: round(r, 4) for c, r in zip(cameras, init_rms)}, "converged": result.success}
+
+
+def _residual_plot(path: Path, cameras, residuals) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mck.io import atomic_path
+
+    fig, axes = plt.subplots(1, len(cameras), figsize=(3 * len(cameras), 2.6), sharey=True)
+    for ax, cam, res in zip(np.atleast_1d(axes), cameras, residuals):
+        ax.hist(res, bins=np.linspace(0, max(1.0, np.percentile(res, 99) if len(res) else 1), 40), color="0.3")
+        rms = np.sqrt(np.mean(res ** 2)) if len(res) else float("nan")
+        ax.set_title(f"{cam}: RMS {rms:.2f} px", fontsize=9)
+        ax.set_xlabel("reprojection error (px)")
+    np.atleast_1d(axes)[0].set_ylabel("corners")
+    fig.suptitle("Calibration residuals after bundle adjustment — good: RMS < 0.5 px, no long tail", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

@@ -1,0 +1,85 @@
+"""Step ``triangulation`` (session level): six ``{video}.keypoints.h5`` → ``{session}.robust_triangulation.npy``
+(lab format, (T, 15, 3) float64 mm, NaN where < 2 confident views) + ``{session}.triangulation.h5`` beside it.
+
+Like the lab's ``v0/triangulation.py`` (§B.2): views with ``conf < conf_threshold`` are dropped, the alignment
+file (if any) spreads each camera's frames onto trigger rows (dropped frames → NaN). Unlike it, the default method
+is ``robust`` (confidence-weighted, outlier-rejecting; ``method="median_dlt"`` reproduces the lab's numbers).
+
+``triangulation.h5``: ``points`` (T, 15, 3) mm, ``reprojection_error`` (T, C, 15) px (NaN where not observed),
+``views_used`` (T, C, 15) bool, ``camera_names`` (C,), attrs ``method``, ``conf_threshold``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from mck.alignment import apply_alignment, load_alignment
+from mck.calibration_io import load_camera_params
+from mck.errors import InputError
+from mck.geometry import triangulate_detailed
+from mck.io import save_h5, save_npy
+from mck.keypoints_io import load_keypoints
+
+
+def details_path(output_path: str) -> str:
+    """``{session}.robust_triangulation.npy`` → ``{session}.triangulation.h5``."""
+    base = str(output_path)
+    suffix = ".robust_triangulation.npy"
+    stem = base[: -len(suffix)] if base.endswith(suffix) else os.path.splitext(base)[0]
+    return stem + ".triangulation.h5"
+
+
+def run(keypoints_paths: dict, calibration_path: str, alignment_path: str | None, output_path: str,
+        conf_threshold: float = 0.25, method: str = "robust", item: str | None = None, log=None) -> dict:
+    """Triangulate one session. ``keypoints_paths``: {camera: path} in the project's camera order."""
+    t0 = time.perf_counter()
+    cameras = list(keypoints_paths)
+    _, extrinsics, intrinsics = load_camera_params(calibration_path, cameras)
+    uvs, confs = [], []
+    for cam in cameras:
+        uv, conf = load_keypoints(keypoints_paths[cam], item=item)
+        uvs.append(uv)
+        confs.append(conf)
+    alignment = load_alignment(alignment_path, cameras) if alignment_path and os.path.isfile(alignment_path) \
+        else None
+    uvs = apply_alignment(uvs, alignment, cameras)
+    confs = apply_alignment(confs, alignment, cameras)
+    uv = np.stack(uvs, axis=1)                                   # (T, C, 15, 2)
+    conf = np.nan_to_num(np.stack(confs, axis=1), nan=0.0)       # (T, C, 15)
+    low = conf < conf_threshold
+    uv = np.where(low[..., None], np.nan, uv)
+    if not np.isfinite(uv).any():
+        raise InputError(f"no keypoint has confidence ≥ {conf_threshold} in any camera", item=item,
+                         fix="check the hrnet outputs or lower conf_threshold")
+    if log:
+        log.info("triangulating %d frames × %d cameras (%s)", uv.shape[0], uv.shape[1], method)
+    result = triangulate_detailed(uv, extrinsics, intrinsics, conf=np.where(low, 0.0, conf), method=method)
+    save_h5(details_path(output_path), {
+        "points": result.points,
+        "reprojection_error": result.reprojection_error.astype(np.float32),
+        "views_used": result.views_used,
+        "camera_names": cameras,
+    }, attrs={"method": method, "conf_threshold": float(conf_threshold)})
+    save_npy(output_path, result.points.astype(np.float64))
+    finite = np.isfinite(result.points).all(-1)
+    used_err = np.where(result.views_used, result.reprojection_error, np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_cam = np.nanmedian(used_err, axis=(0, 2))
+    elapsed = time.perf_counter() - t0
+    return {
+        "frames": int(uv.shape[0]),
+        "method": method,
+        "fraction_triangulated": float(finite.mean()),
+        "median_reprojection_error_px": {c: (None if not np.isfinite(v) else float(v))
+                                         for c, v in zip(cameras, per_cam)},
+        "mean_views_used": float(result.views_used.sum(1)[finite].mean()) if finite.any() else 0.0,
+        "dropped_rows": int((~alignment).any(1).sum()) if alignment is not None else 0,
+        "seconds": elapsed,
+    }
