@@ -27,3 +27,8 @@ def install_signal_handlers() -> None:
         return
     for sig in (signal.SIGUSR2, signal.SIGTERM):
         signal.signal(sig, request_stop)
+
+
+def clear_stop() -> None:
+    """Forget an earlier stop request (a resumed run in the same process, tests)."""
+    _stop.clear()

@@ -1,0 +1,101 @@
+"""Sampling and log-densities of the von Mises–Fisher distribution on S² and the von Mises distribution on S¹.
+
+Pure, jittable functions; the PRNG key comes first.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+_SMALL_KAPPA = 1e-8
+
+
+def vmf_log_normalizer(kappa):
+    """log C₃(κ) = log κ − log(4π sinh κ) for vMF on S², elementwise; κ = 0 gives −log 4π. Stable for large κ."""
+    kappa = jnp.asarray(kappa)
+    small = kappa < _SMALL_KAPPA
+    safe = jnp.where(small, 1.0, kappa)
+    value = jnp.log(safe) - jnp.log(2 * jnp.pi) - safe - jnp.log1p(-jnp.exp(-2 * safe))
+    return jnp.where(small, -jnp.log(4 * jnp.pi), value)
+
+
+def vmf_log_prob(u, mu, kappa):
+    """log vMF(u; μ, κ) on S². ``u``, ``mu``: (..., 3) unit vectors; ``kappa``: (...). A zero ``u`` (GIMBAL's root
+    direction) with κ = 0 gives the constant −log 4π."""
+    return vmf_log_normalizer(kappa) + kappa * jnp.sum(u * mu, axis=-1)
+
+
+def sample_vmf(key, mean, kappa):
+    """Draw u ~ vMF(mean, κ) on S² (Wood 1994 specialised to 3D: closed-form inverse CDF of w = μ·u).
+
+    ``mean`` (..., 3) unit vectors, ``kappa`` (...) ≥ 0; returns (..., 3) unit vectors. κ → 0 gives the uniform
+    distribution.
+    """
+    k_w, k_psi = jr.split(key)
+    shape = jnp.shape(kappa)
+    uniform = jr.uniform(k_w, shape, dtype=mean.dtype)
+    small = kappa < _SMALL_KAPPA
+    safe = jnp.where(small, 1.0, kappa)
+    # w = 1 + log(U + (1 − U) e^{−2κ}) / κ, written with log1p/expm1 so neither end loses precision.
+    w = 1.0 + jnp.log1p((1.0 - uniform) * jnp.expm1(-2.0 * safe)) / safe
+    w = jnp.where(small, 2.0 * uniform - 1.0, w)
+    w = jnp.clip(w, -1.0, 1.0)
+    psi = jr.uniform(k_psi, shape, dtype=mean.dtype, maxval=2 * jnp.pi)
+    e1, e2 = _tangent_basis(mean)
+    radial = jnp.sqrt(jnp.clip(1.0 - w * w, 0.0, None))
+    return (w[..., None] * mean
+            + radial[..., None] * (jnp.cos(psi)[..., None] * e1 + jnp.sin(psi)[..., None] * e2))
+
+
+def _tangent_basis(mean):
+    """Two unit vectors orthogonal to ``mean`` (..., 3) and to each other."""
+    use_y = jnp.abs(mean[..., 0]) > 0.9
+    axis = jnp.where(use_y[..., None], jnp.array([0.0, 1.0, 0.0], mean.dtype), jnp.array([1.0, 0.0, 0.0], mean.dtype))
+    e1 = axis - jnp.sum(axis * mean, axis=-1, keepdims=True) * mean
+    e1 = e1 / jnp.linalg.norm(e1, axis=-1, keepdims=True)
+    e2 = jnp.cross(mean, e1)
+    return e1, e2
+
+
+def sample_von_mises(key, loc, concentration):
+    """Draw θ ~ vonMises(loc, κ) on the circle (Best & Fisher 1979 rejection sampler, all draws in parallel).
+
+    ``loc``, ``concentration`` (...) radians / ≥ 0; returns angles in (−π, π]. κ ≈ 0 gives the uniform
+    distribution. The acceptance rate is ≥ 66 % for every κ, so the loop ends after a few rounds.
+    """
+    shape = jnp.shape(concentration)
+    dtype = jnp.result_type(loc, concentration, jnp.float32)
+    small = concentration < 1e-6
+    kappa = jnp.where(small, 1.0, concentration)
+    tau = 1.0 + jnp.sqrt(1.0 + 4.0 * kappa * kappa)
+    rho = (tau - jnp.sqrt(2.0 * tau)) / (2.0 * kappa)
+    r = (1.0 + rho * rho) / (2.0 * rho)
+
+    def draw(key):
+        k1, k2, k3 = jr.split(key, 3)
+        u1, u2, u3 = (jr.uniform(k, shape, dtype=dtype) for k in (k1, k2, k3))
+        z = jnp.cos(jnp.pi * u1)
+        f = (1.0 + r * z) / (r + z)
+        c = kappa * (r - f)
+        accept = (c * (2.0 - c) - u2 > 0) | (jnp.log(c / u2) + 1.0 - c >= 0)
+        theta = jnp.sign(u3 - 0.5) * jnp.arccos(jnp.clip(f, -1.0, 1.0))
+        return theta, accept | small
+
+    def cond(carry):
+        return ~jnp.all(carry[1])
+
+    def body(carry):
+        theta, done, key = carry
+        key, sub = jr.split(key)
+        new_theta, accepted = draw(sub)
+        theta = jnp.where(done, theta, new_theta)
+        return theta, done | accepted, key
+
+    key, sub = jr.split(key)
+    theta, done = draw(sub)
+    theta, _, key = jax.lax.while_loop(cond, body, (theta, done, key))
+    uniform = jr.uniform(key, shape, dtype=dtype, minval=-jnp.pi, maxval=jnp.pi)
+    theta = jnp.where(small, uniform, theta + loc)
+    return jnp.arctan2(jnp.sin(theta), jnp.cos(theta))

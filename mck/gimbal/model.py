@@ -1,0 +1,168 @@
+"""GIMBAL's model: parameter arrays and log-densities (algorithms.md §C.3–C.4).
+
+Shapes: N frames, C cameras, K keypoints (node order, root first), S pose states.
+``positions`` x (N, K, 3) mm, world frame · ``directions`` u (N, K, 3) unit vectors, u[:, 0] = 0 ·
+``headings`` h (N,) rad about world z · ``states`` s (N,) int · ``outliers`` z (N, C, K) bool ·
+``observations`` y (N, C, K, 2) undistorted px, with ``observed`` (N, C, K) bool (missing views are masked out of
+the likelihood — the lab's NaN defect, §C.9, fixed).
+
+Deliberate differences from the lab's code (each only matters where the lab's is wrong):
+* the log joint uses log π_{s₀} and log A[s_t, s_{t+1}] (row = from), where the lab's trace adds Σ log π and
+  indexes A[s_{t+1}, s_t] (§C.4 quirk; the ``ll.npy`` trace differs by those terms, no sampling step does);
+* the skeletal factor is evaluated as Σ_k N(x_k; x_par(k) + r_k u_k, σ²_k I), which equals the lab's precision form
+  −½xᵀJx + ηᵀx without its explicit, badly conditioned inverse; the ε = 1e-6 ridge is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from mck.gimbal.distributions import vmf_log_normalizer
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+#: The pipeline's values (§C.3, §C.7).
+ROOT_RADIAL_VARIANCE = 1e8
+INITIAL_VARIANCE = 1e8
+MIN_RADIAL_VARIANCE = 1e-2  # mm²: floor for bones whose fitted length never varies (HMC would be unstable)
+
+
+class Model(NamedTuple):
+    """Everything the sampler treats as fixed. A pytree of arrays (jit-friendly).
+
+    camera_matrices (C, 3, 4): P_c = K_c [R_c | t_c], world mm → homogeneous undistorted px.
+    obs_inlier_variance, obs_outlier_variance (C, K): px².
+    parents (K,) int: parent's node index, parents[0] = 0.
+    radii (K,) mm; radial_variance (K,) mm² (root: 1e8); dt_variance (K,) mm²/frame²; initial_variance (K,) mm².
+    state_log_probability (S,): log π. state_directions μ (S, K, 3) unit, canonical (heading-free) frame.
+    state_concentrations κ (S, K) ≥ 0. transition_count α (S,): Dirichlet pseudo-counts per destination.
+    heading_keypoints (2,) int: (base, tip) nodes whose x–y direction initialises the heading.
+    """
+
+    camera_matrices: jnp.ndarray
+    obs_inlier_variance: jnp.ndarray
+    obs_outlier_variance: jnp.ndarray
+    parents: jnp.ndarray
+    radii: jnp.ndarray
+    radial_variance: jnp.ndarray
+    dt_variance: jnp.ndarray
+    initial_variance: jnp.ndarray
+    state_log_probability: jnp.ndarray
+    state_directions: jnp.ndarray
+    state_concentrations: jnp.ndarray
+    transition_count: jnp.ndarray
+    heading_keypoints: jnp.ndarray
+
+
+def make_model(params: dict, camera_matrices, *, pos_dt_variance=1.0, obs_outlier_variance=1e6,
+               state_transition_count=1.0, obs_inlier_variance=None, dtype="float64") -> Model:
+    """Model arrays from a parameter dict in the lab's ``gimbal_params.p`` layout (§C.8 item 6) and the cameras.
+
+    Scalars or arrays broadcast: ``pos_dt_variance`` to (K,), ``obs_outlier_variance`` / ``obs_inlier_variance``
+    (default: the dict's) to (C, K), ``state_transition_count`` to (S,).
+    """
+    P = np.asarray(camera_matrices, dtype=float)
+    mus = np.asarray(params["mus"], dtype=float)
+    S, K = mus.shape[:2]
+    C = P.shape[0]
+    parents = np.asarray(params["parents"], dtype=np.int32)
+    if parents.shape != (K,) or parents[0] != 0 or np.any(parents[1:] >= np.arange(1, K)):
+        raise ValueError(f"parents must have shape ({K},), parents[0] = 0 and parents[k] < k; got {parents.tolist()}")
+    radii_std = np.asarray(params["radii_std"], dtype=float)
+    radial_variance = np.concatenate([[ROOT_RADIAL_VARIANCE], np.maximum(radii_std[1:] ** 2, MIN_RADIAL_VARIANCE)])
+    inlier = params["obs_inlier_variance"] if obs_inlier_variance is None else obs_inlier_variance
+    ego = np.asarray(params.get("indices_egocentric", [0, min(2, K - 1)]), dtype=np.int32)
+    as_array = lambda a: jnp.asarray(a, dtype=dtype)  # noqa: E731
+    return Model(
+        camera_matrices=as_array(P),
+        obs_inlier_variance=as_array(np.broadcast_to(np.asarray(inlier, dtype=float), (C, K))),
+        obs_outlier_variance=as_array(np.broadcast_to(np.asarray(obs_outlier_variance, dtype=float), (C, K))),
+        parents=jnp.asarray(parents),
+        radii=as_array(np.asarray(params["radii"], dtype=float)),
+        radial_variance=as_array(radial_variance),
+        dt_variance=as_array(np.broadcast_to(np.asarray(pos_dt_variance, dtype=float), (K,))),
+        initial_variance=as_array(np.full(K, INITIAL_VARIANCE)),
+        state_log_probability=as_array(np.log(np.asarray(params["pis"], dtype=float))),
+        state_directions=as_array(mus),
+        state_concentrations=as_array(np.asarray(params["kappas"], dtype=float)),
+        transition_count=as_array(np.broadcast_to(np.asarray(state_transition_count, dtype=float), (S,))),
+        heading_keypoints=jnp.asarray(ego[:2]),
+    )
+
+
+def project(camera_matrices, positions):
+    """Pinhole projection Π_c(x). ``camera_matrices`` (C, 3, 4), ``positions`` (N, K, 3) mm → (N, C, K, 2) px."""
+    homogeneous = (jnp.einsum("cij,nkj->ncki", camera_matrices[:, :, :3], positions)
+                   + camera_matrices[None, :, None, :, 3])
+    depth = homogeneous[..., 2:]
+    depth = jnp.where(jnp.abs(depth) < 1e-9, 1e-9, depth)   # a point in a camera's centre plane: finite, not NaN
+    return homogeneous[..., :2] / depth
+
+
+def rotate_z(angle, vectors):
+    """R_z(angle) v for ``vectors`` (N, K, 3) and ``angle`` (N,) rad (counter-clockwise about +z)."""
+    c, s = jnp.cos(angle)[:, None], jnp.sin(angle)[:, None]
+    x, y = vectors[..., 0], vectors[..., 1]
+    return jnp.stack([c * x - s * y, s * x + c * y, vectors[..., 2]], axis=-1)
+
+
+def parent_offsets(model: Model, positions):
+    """x_k − x_par(k) (N, K, 3); the root's row is x_0 (its 'parent' is the origin)."""
+    parent_positions = positions[:, model.parents].at[:, 0].set(0.0)
+    return positions - parent_positions
+
+
+def observation_log_prob(model: Model, positions, observations, observed, outliers):
+    """Σ log N₂(y − Π(x); 0, ω² I) with ω² = inlier or outlier variance by z; missing views contribute 0. (N, C, K)."""
+    error = jnp.where(observed[..., None], observations - project(model.camera_matrices, positions), 0.0)
+    variance = jnp.where(outliers, model.obs_outlier_variance, model.obs_inlier_variance)
+    log_prob = -0.5 * jnp.sum(error ** 2, axis=-1) / variance - (LOG_2PI + jnp.log(variance))
+    return jnp.where(observed, log_prob, 0.0)
+
+
+def skeletal_log_prob(model: Model, positions, directions):
+    """Σ_k log N(x_k; x_par(k) + r_k u_k, σ²_k I) per frame (N,); the root term is N(x_0; 0, σ²_0 I)."""
+    residual = parent_offsets(model, positions) - model.radii[:, None] * directions
+    sq = jnp.sum(residual ** 2, axis=-1)
+    return jnp.sum(-0.5 * sq / model.radial_variance - 1.5 * (LOG_2PI + jnp.log(model.radial_variance)), axis=-1)
+
+
+def dynamics_log_prob(model: Model, positions):
+    """Gaussian random walk Σ_t log N(x_{t+1}; x_t, τ² I) + log N(x_0; 0, 1e8 I), a scalar."""
+    step = jnp.sum((positions[1:] - positions[:-1]) ** 2, axis=-1)
+    walk = jnp.sum(-0.5 * step / model.dt_variance - 1.5 * (LOG_2PI + jnp.log(model.dt_variance)))
+    first = jnp.sum(-0.5 * jnp.sum(positions[0] ** 2, axis=-1) / model.initial_variance
+                    - 1.5 * (LOG_2PI + jnp.log(model.initial_variance)))
+    return walk + first
+
+
+def positions_log_prob(model: Model, positions, directions, observations, observed, outliers):
+    """The log joint as a function of the positions (everything else fixed): the HMC target, a scalar."""
+    return (jnp.sum(observation_log_prob(model, positions, observations, observed, outliers))
+            + jnp.sum(skeletal_log_prob(model, positions, directions))
+            + dynamics_log_prob(model, positions))
+
+
+def state_log_likelihoods(model: Model, directions, headings):
+    """ℓ_t(s) = Σ_k log vMF(R_z(−h_t) u_tk; μ_sk, κ_sk), (N, S). The root (u = 0, κ = 0) adds a constant."""
+    canonical = rotate_z(-headings, directions)
+    weighted_means = model.state_concentrations[..., None] * model.state_directions      # (S, K, 3)
+    return (jnp.einsum("nkd,skd->ns", canonical, weighted_means)
+            + jnp.sum(vmf_log_normalizer(model.state_concentrations), axis=-1))
+
+
+def log_joint(model: Model, positions, directions, headings, states, transition_matrix, outliers,
+              observations, observed, outlier_probability):
+    """The full log joint (§C.4, with the trace quirks fixed — see the module docstring), a scalar."""
+    log_rho = jnp.log(outlier_probability)
+    log_not_rho = jnp.log1p(-outlier_probability)
+    bernoulli = jnp.where(observed, jnp.where(outliers, log_rho, log_not_rho), 0.0)
+    n = states.shape[0]
+    state_terms = (jnp.sum(state_log_likelihoods(model, directions, headings)[jnp.arange(n), states])
+                   + model.state_log_probability[states[0]]
+                   + jnp.sum(jnp.log(transition_matrix[states[:-1], states[1:]])))
+    return (positions_log_prob(model, positions, directions, observations, observed, outliers)
+            + jnp.sum(bernoulli) + state_terms)

@@ -1,0 +1,313 @@
+"""GIMBAL's Gibbs sweep (algorithms.md §C.6): one ``resample_*`` function per conditional, in the lab's order,
+plus :func:`initialize`, :func:`run_iterations` (a jitted chunk of sweeps, resumable) and :func:`smooth`.
+
+Randomness: iteration ``i`` uses ``split(fold_in(PRNGKey(seed), i), 6)`` — one key per sub-step — so a run that is
+stopped after any iteration and resumed from its state gives exactly the samples of an uninterrupted run.
+
+Deliberate differences from the lab's code (algorithms.md §E): missing views are masked out of the likelihood
+(quirk 8); the heading conditional weights each keypoint by κ (the exact conditional; quirk 5 — pass
+``exact_heading=False`` for the lab's unweighted version); the initial heading points from the heading base to the
+tip keypoint as in the fitted canonical frame (quirk 6).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from mck.gimbal import model as M
+from mck.gimbal.distributions import sample_vmf, sample_von_mises
+from mck.gimbal.hmm import sample_states, transition_counts
+from mck.gimbal.model import Model
+
+
+class Data(NamedTuple):
+    """Observations (fixed during sampling). ``observations`` (N, C, K, 2) undistorted px with missing views set
+    to 0; ``observed`` (N, C, K) bool; ``outlier_probability`` ρ (N, C, K) in (0, 1) (1 where missing)."""
+
+    observations: jnp.ndarray
+    observed: jnp.ndarray
+    outlier_probability: jnp.ndarray
+
+
+class SamplerState(NamedTuple):
+    """The chain's state plus the running posterior-mean accumulator."""
+
+    positions: jnp.ndarray          # (N, K, 3) mm
+    outliers: jnp.ndarray           # (N, C, K) bool
+    directions: jnp.ndarray         # (N, K, 3) unit; root row 0
+    headings: jnp.ndarray           # (N,) rad
+    states: jnp.ndarray             # (N,) int32
+    transition_matrix: jnp.ndarray  # (S, S) row-stochastic, row = from
+    positions_sum: jnp.ndarray      # (N, K, 3) Σ of kept samples
+    samples_kept: jnp.ndarray       # () int
+    accepted: jnp.ndarray           # () int: HMC acceptances so far
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Static (compile-time) sampler settings."""
+
+    step_size: float = 0.2
+    num_leapfrog_steps: int = 5
+    exact_heading: bool = True
+    state_block_frames: int = 4096
+    burn_in: int = 4000
+    thin: int = 5
+
+
+# ----------------------------------------------------------------------------------------------- conditionals
+def resample_positions(key, model: Model, data: Data, state: SamplerState, step_size, num_leapfrog_steps: int):
+    """One HMC transition for all positions jointly (identity mass, ``num_leapfrog_steps`` leapfrog steps of size
+    ``step_size`` mm — a scalar or (K,)), Metropolis-corrected; NaN proposals are rejected.
+    Returns (positions (N, K, 3), accepted bool)."""
+    eps = jnp.broadcast_to(jnp.asarray(step_size, state.positions.dtype), (state.positions.shape[1],))[:, None]
+
+    def target(x):
+        return M.positions_log_prob(model, x, state.directions, data.observations, data.observed, state.outliers)
+
+    value_and_grad = jax.value_and_grad(target)
+    k_momentum, k_accept = jr.split(key)
+    x0 = state.positions
+    p0 = jr.normal(k_momentum, x0.shape, dtype=x0.dtype)
+    logp0, grad0 = value_and_grad(x0)
+
+    def leapfrog(carry, _):
+        x, p, grad, _ = carry
+        p = p + 0.5 * eps * grad
+        x = x + eps * p
+        logp, grad = value_and_grad(x)
+        p = p + 0.5 * eps * grad
+        return (x, p, grad, logp), None
+
+    (x1, p1, _, logp1), _ = jax.lax.scan(leapfrog, (x0, p0, grad0, logp0), None, length=num_leapfrog_steps)
+    log_ratio = (logp1 - 0.5 * jnp.sum(p1 ** 2)) - (logp0 - 0.5 * jnp.sum(p0 ** 2))
+    accept = jnp.isfinite(log_ratio) & (jnp.log(jr.uniform(k_accept, dtype=x0.dtype)) < log_ratio)
+    return jnp.where(accept, x1, x0), accept
+
+
+def resample_outliers(key, model: Model, data: Data, positions):
+    """z ~ p(z | x, y, ρ) independently per (frame, camera, keypoint); missing views are outliers. (N, C, K) bool."""
+    error = data.observations - M.project(model.camera_matrices, positions)
+    sq = jnp.sum(error ** 2, axis=-1)
+
+    def log_normal(variance):
+        return -0.5 * sq / variance - (M.LOG_2PI + jnp.log(variance))
+
+    rho = data.outlier_probability
+    logit = (jnp.log(rho) + log_normal(model.obs_outlier_variance)
+             - jnp.log1p(-rho) - log_normal(model.obs_inlier_variance))
+    draw = jr.uniform(key, logit.shape, dtype=positions.dtype) < jax.nn.sigmoid(logit)
+    return jnp.where(data.observed, draw, True)
+
+
+def resample_directions(key, model: Model, positions, headings, states):
+    """u_tk ~ vMF(m/‖m‖, ‖m‖), m = κ_{s_t,k} R_z(h_t) μ_{s_t,k} + (r_k/σ²_k)(x_tk − x_t,par(k)); u_t0 = 0. (N, K, 3)."""
+    prior = model.state_concentrations[states][..., None] * M.rotate_z(headings, model.state_directions[states])
+    likelihood = (model.radii / model.radial_variance)[:, None] * M.parent_offsets(model, positions)
+    natural = prior + likelihood
+    concentration = jnp.linalg.norm(natural, axis=-1)
+    mean = natural / jnp.where(concentration > 0, concentration, 1.0)[..., None]
+    mean = jnp.where((concentration > 0)[..., None], mean, jnp.array([1.0, 0.0, 0.0], positions.dtype))
+    directions = sample_vmf(key, mean, concentration)
+    return directions.at[:, 0].set(0.0)
+
+
+def resample_headings(key, model: Model, directions, states, exact: bool = True):
+    """h_t ~ vonMises(atan2(S_t, C_t), √(S_t² + C_t²)) with S_t, C_t the (κ-weighted if ``exact``) sums of
+    sin/cos of the azimuth differences between u_tk and μ_{s_t,k}, weighted by their x–y lengths. (N,) rad."""
+    mu = model.state_directions[states]                                     # (N, K, 3)
+    weight = model.state_concentrations[states] if exact else jnp.ones(mu.shape[:2], mu.dtype)
+    sin_sum = jnp.sum(weight * (mu[..., 0] * directions[..., 1] - mu[..., 1] * directions[..., 0]), axis=-1)
+    cos_sum = jnp.sum(weight * (mu[..., 0] * directions[..., 0] + mu[..., 1] * directions[..., 1]), axis=-1)
+    return sample_von_mises(key, jnp.arctan2(sin_sum, cos_sum), jnp.hypot(sin_sum, cos_sum))
+
+
+def resample_states(key, model: Model, directions, headings, states, transition_matrix, block_frames: int):
+    """Pose states from their HMM posterior given directions and headings (FFBS, :mod:`mck.gimbal.hmm`). (N,)."""
+    log_lik = M.state_log_likelihoods(model, directions, headings)
+    initial = jnp.exp(model.state_log_probability)
+    return sample_states(key, log_lik, initial, transition_matrix, states, block_frames)
+
+
+def resample_transition_matrix(key, model: Model, states):
+    """Each row A_i ~ Dirichlet(α + n_i·), n_ij the observed i→j transitions. (S, S)."""
+    num_states = model.state_log_probability.shape[0]
+    concentration = model.transition_count[None, :] + transition_counts(states, num_states)
+    return jr.dirichlet(key, concentration, dtype=model.radii.dtype)
+
+
+# ----------------------------------------------------------------------------------------------- the chain
+def iteration_keys(seed: int, iteration):
+    """The six sub-step keys of iteration ``iteration`` (jittable)."""
+    return jr.split(jr.fold_in(jr.PRNGKey(seed), iteration), 6)
+
+
+def sweep(keys, model: Model, data: Data, state: SamplerState, options: SweepOptions) -> SamplerState:
+    """One MCMC sweep in the lab's order: positions, outliers, directions, headings, states, transitions."""
+    positions, accepted = resample_positions(keys[0], model, data, state, options.step_size,
+                                             options.num_leapfrog_steps)
+    outliers = resample_outliers(keys[1], model, data, positions)
+    directions = resample_directions(keys[2], model, positions, state.headings, state.states)
+    headings = resample_headings(keys[3], model, directions, state.states, options.exact_heading)
+    states = resample_states(keys[4], model, directions, headings, state.states, state.transition_matrix,
+                             options.state_block_frames)
+    transition_matrix = resample_transition_matrix(keys[5], model, states)
+    return state._replace(positions=positions, outliers=outliers, directions=directions, headings=headings,
+                          states=states, transition_matrix=transition_matrix,
+                          accepted=state.accepted + accepted.astype(state.accepted.dtype))
+
+
+def log_joint(model: Model, data: Data, state: SamplerState):
+    """The chain's current log joint (scalar)."""
+    return M.log_joint(model, state.positions, state.directions, state.headings, state.states,
+                       state.transition_matrix, state.outliers, data.observations, data.observed,
+                       data.outlier_probability)
+
+
+@functools.partial(jax.jit, static_argnames=("options", "seed", "length"))
+def _run_chunk(model, data, state, start, *, options: SweepOptions, seed: int, length: int):
+    def body(state, iteration):
+        state = sweep(iteration_keys(seed, iteration), model, data, state, options)
+        keep = (iteration > options.burn_in) & (iteration % options.thin == 0)
+        state = state._replace(positions_sum=state.positions_sum + jnp.where(keep, state.positions, 0.0),
+                               samples_kept=state.samples_kept + keep.astype(state.samples_kept.dtype))
+        return state, log_joint(model, data, state)
+
+    return jax.lax.scan(body, state, start + jnp.arange(length))
+
+
+def run_iterations(model: Model, data: Data, state: SamplerState, start: int, stop: int, *, seed: int,
+                   options: SweepOptions) -> tuple[SamplerState, np.ndarray]:
+    """Run iterations ``start … stop−1``; returns the new state and their log-joint trace (stop − start,)."""
+    state, trace = _run_chunk(model, data, state, jnp.asarray(start), options=options, seed=int(seed),
+                              length=int(stop - start))
+    return state, np.asarray(trace)
+
+
+def initialize(key, model: Model, data: Data, init_positions) -> SamplerState:
+    """The lab's initialisation (§C.5): given positions (N, K, 3); z ~ Bernoulli(ρ) (missing → 1); directions from
+    the positions; heading from the (base → tip) heading keypoints in the x–y plane; states uniform; A = 1/S."""
+    k_outliers, k_states = jr.split(key)
+    x = jnp.asarray(init_positions, dtype=model.radii.dtype)
+    outliers = (jr.uniform(k_outliers, data.observed.shape, dtype=x.dtype) < data.outlier_probability)
+    outliers = jnp.where(data.observed, outliers, True)
+    offsets = M.parent_offsets(model, x)
+    directions = offsets / (jnp.linalg.norm(offsets, axis=-1, keepdims=True) + 1e-16)
+    directions = directions.at[:, 0].set(0.0)
+    base, tip = model.heading_keypoints[0], model.heading_keypoints[1]
+    spine = x[:, tip] - x[:, base]
+    headings = jnp.arctan2(spine[:, 1], spine[:, 0])
+    num_states = model.state_log_probability.shape[0]
+    states = jr.randint(k_states, (x.shape[0],), 0, num_states, dtype=jnp.int32)
+    transition_matrix = jnp.full((num_states, num_states), 1.0 / num_states, dtype=x.dtype)
+    return SamplerState(positions=x, outliers=outliers, directions=directions, headings=headings, states=states,
+                        transition_matrix=transition_matrix, positions_sum=jnp.zeros_like(x),
+                        samples_kept=jnp.asarray(0), accepted=jnp.asarray(0))
+
+
+def make_data(observations, outlier_probability, dtype="float64") -> Data:
+    """Data from observations (N, C, K, 2) undistorted px with NaN = missing and ρ (N, C, K) (NaN → 1)."""
+    y = np.asarray(observations, dtype=float)
+    observed = np.isfinite(y).all(-1)
+    rho = np.asarray(outlier_probability, dtype=float)
+    rho = np.where(observed & np.isfinite(rho), np.clip(rho, 1e-6, 1 - 1e-6), 1 - 1e-6)
+    return Data(observations=jnp.asarray(np.where(observed[..., None], y, 0.0), dtype=dtype),
+                observed=jnp.asarray(observed), outlier_probability=jnp.asarray(rho, dtype=dtype))
+
+
+# ----------------------------------------------------------------------------------------------- one call
+@dataclass
+class SmoothResult:
+    """``positions`` (N, K, 3) mm: posterior mean of the kept samples (node order, world frame);
+    ``log_likelihood`` (n_iters,): the log-joint trace; ``acceptance_rate``: HMC acceptance over all iterations;
+    ``samples``: number of kept samples; ``state``: the final chain state (for resuming)."""
+
+    positions: np.ndarray
+    log_likelihood: np.ndarray
+    acceptance_rate: float
+    samples: int
+    state: SamplerState
+
+
+def smooth(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, seed: int = 0, *,
+           chunk_iters: int = 250, callback=None, **options) -> SmoothResult:
+    """Smooth 2D detections into 3D with GIMBAL.
+
+    ``uv`` (N, C, K, 2) undistorted px in node order, NaN = missing; ``conf`` (N, C, K) detector confidences or
+    None (then ρ = ``outlier_prob`` everywhere); ``camera_matrices`` (C, 3, 4) = K·[R|t]; ``params`` the lab's
+    parameter dict (:func:`mck.gimbal.load_params`). Keywords: see :func:`prepare_chain`.
+    ``callback(state, iteration, trace)`` runs after every ``chunk_iters`` iterations (checkpointing); it may raise
+    to stop. Returns the posterior mean of the kept samples and the log-joint trace.
+    """
+    model, data, state, sweep_options = prepare_chain(uv, conf, camera_matrices, params, n_iters=n_iters, seed=seed,
+                                                      **options)
+    return run_chain(model, data, state, n_iters, seed=seed, options=sweep_options, chunk_iters=chunk_iters,
+                     callback=callback)
+
+
+def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, seed: int = 0, *,
+                  burn_in: int | None = None, thin: int = 5, init_positions=None, outlier_prob=0.1,
+                  conf_center: float = 0.5, conf_gain: float = 20.0, pos_dt_variance=1.0,
+                  obs_outlier_variance=1e6, obs_inlier_variance=None, step_size=0.2, num_leapfrog_steps: int = 5,
+                  state_transition_count=1.0, exact_heading: bool = True, state_block_frames: int = 4096,
+                  dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
+    """Model, data, initial state and static options for a chain (the pipeline's values as defaults, §C.3/C.7).
+
+    ``init_positions`` (N, K, 3) mm default: DLT triangulation of ``uv``; gaps are interpolated either way.
+    ρ = clip(sigmoid(``conf_gain`` · (``conf_center`` − conf))). ``burn_in`` default: 80 % of ``n_iters`` (the lab's
+    4000 of 5000); samples with ``i > burn_in`` and ``i % thin == 0`` are averaged. ``pos_dt_variance`` scalar or
+    (K,); ``obs_*_variance`` scalar or (C, K); ``step_size`` scalar or (K,); ``state_transition_count`` scalar or
+    (S,). ``exact_heading=False`` reproduces the lab's unweighted heading conditional.
+    """
+    from mck.gimbal.prepare import interpolate_positions, outlier_probability, triangulate_dlt
+
+    uv = np.asarray(uv, dtype=float)
+    P = np.asarray(camera_matrices, dtype=float)
+    if uv.ndim != 4 or uv.shape[-1] != 2 or P.shape != (uv.shape[1], 3, 4):
+        raise ValueError(f"uv must be (frames, cameras, keypoints, 2) and camera_matrices (cameras, 3, 4); got "
+                         f"{uv.shape} and {P.shape}")
+    if conf is None:
+        rho = np.full(uv.shape[:3], float(outlier_prob))
+    else:
+        rho = outlier_probability(np.asarray(conf, dtype=float), center=conf_center, gain=conf_gain)
+    model = M.make_model(params, P, pos_dt_variance=pos_dt_variance, obs_outlier_variance=obs_outlier_variance,
+                         obs_inlier_variance=obs_inlier_variance, state_transition_count=state_transition_count,
+                         dtype=dtype)
+    if model.radii.shape[0] != uv.shape[2]:
+        raise ValueError(f"parameters have {model.radii.shape[0]} keypoints, observations {uv.shape[2]}")
+    data = make_data(uv, rho, dtype=dtype)
+    if init_positions is None:
+        init_positions = triangulate_dlt(uv, P)
+    step = float(step_size) if np.ndim(step_size) == 0 else tuple(np.asarray(step_size, dtype=float).tolist())
+    options = SweepOptions(step_size=step, num_leapfrog_steps=int(num_leapfrog_steps),
+                           exact_heading=bool(exact_heading), state_block_frames=int(state_block_frames),
+                           burn_in=int(n_iters * 0.8) if burn_in is None else int(burn_in), thin=int(thin))
+    state = initialize(jr.PRNGKey(seed), model, data, interpolate_positions(np.asarray(init_positions)))
+    return model, data, state, options
+
+
+def run_chain(model: Model, data: Data, state: SamplerState, n_iters: int, *, seed: int, options: SweepOptions,
+              start: int = 0, trace: np.ndarray | None = None, chunk_iters: int = 250, callback=None) -> SmoothResult:
+    """Run (or resume at ``start`` with the ``trace`` so far) to ``n_iters`` iterations in chunks."""
+    traces = [np.asarray(trace if trace is not None else np.zeros(0))[:start]]
+    iteration = start
+    while iteration < n_iters:
+        stop = min(iteration + chunk_iters, n_iters)
+        state, chunk = run_iterations(model, data, state, iteration, stop, seed=seed, options=options)
+        traces.append(chunk)
+        iteration = stop
+        if callback is not None:
+            callback(state, iteration, np.concatenate(traces))
+    kept = int(state.samples_kept)
+    if kept == 0:
+        raise ValueError(f"no samples kept: burn_in={options.burn_in} ≥ n_iters={n_iters} (or thin too large)")
+    positions = np.asarray(state.positions_sum) / kept
+    return SmoothResult(positions=positions, log_likelihood=np.concatenate(traces),
+                        acceptance_rate=float(state.accepted) / max(n_iters, 1), samples=kept, state=state)

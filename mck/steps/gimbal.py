@@ -1,0 +1,183 @@
+"""Step ``gimbal`` (session level): six ``keypoints.h5`` + the robust triangulation + the calibration + fitted
+parameters → ``{session}.gimbal.npy`` (T, 14, 3) float32 mm, GIMBAL node order, world frame (the lab's format) and
+``{session}.ll.npy`` (n_iters,) float64 log-joint trace (algorithms.md §C.7).
+
+Detections are undistorted with the session's calibration and spread onto trigger rows by the alignment file
+(dropped frames are missing views, masked out of the likelihood). The chain state is checkpointed every
+``checkpoint_every`` iterations to ``{output}.checkpoint.npz``; a killed, timed-out or pre-empted job resumes
+there and produces exactly the result of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mck.alignment import apply_alignment, load_alignment
+from mck.calibration_io import load_camera_params
+from mck.errors import InputError
+from mck.geometry import projection_matrices, undistort_points
+from mck.io import atomic_path, save_npy
+from mck.keypoints_io import load_keypoints
+from mck.runtime import Preempted, stop_requested
+from mck.steps.fit_gimbal import to_node_order
+
+
+def trace_path(output_path: str) -> str:
+    """``{session}.gimbal.npy`` → ``{session}.ll.npy``."""
+    base = str(output_path)
+    return (base[: -len(".gimbal.npy")] if base.endswith(".gimbal.npy") else os.path.splitext(base)[0]) + ".ll.npy"
+
+
+def load_observations(keypoints_paths: dict, calibration_path: str, alignment_path: str | None, item: str = ""):
+    """Undistorted uv (T, C, 14, 2) and conf (T, C, 14) in node order, and P (C, 3, 4), cameras in the given order."""
+    cameras = list(keypoints_paths)
+    _, extrinsics, intrinsics = load_camera_params(calibration_path, cameras)
+    uvs, confs = [], []
+    for cam, (K, dist) in zip(cameras, intrinsics):
+        uv, conf = load_keypoints(keypoints_paths[cam], item=item)
+        uvs.append(undistort_points(uv, K, dist))
+        confs.append(conf)
+    alignment = load_alignment(alignment_path, cameras) if alignment_path and os.path.isfile(alignment_path) else None
+    uvs = apply_alignment(uvs, alignment, cameras)
+    confs = apply_alignment(confs, alignment, cameras)
+    uv = to_node_order(np.stack(uvs, axis=1))
+    conf = to_node_order(np.stack(confs, axis=1)[..., None])[..., 0]
+    return uv, conf, projection_matrices(extrinsics, intrinsics), cameras
+
+
+def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, params_path: str,
+        alignment_path: str | None, output_path: str, n_iters: int = 5000, burn_in: int = 4000, thin: int = 5,
+        seed: int = 0, checkpoint_every: int = 250, state_block_frames: int = 4096, exact_heading: bool = True,
+        step_size: float = 0.2, num_leapfrog_steps: int = 5, pos_dt_variance: float = 1.0,
+        obs_outlier_variance: float = 1e6, dtype: str = "float64", item: str = "",
+        log: logging.Logger | None = None) -> dict:
+    """Smooth one session; returns frames, iterations, s/iteration, acceptance rate, device."""
+    import jax
+
+    from mck.gimbal import SamplerState, load_params, prepare_chain, run_chain
+    from mck.gimbal.prepare import interpolate_positions
+
+    t0 = time.perf_counter()
+    if not os.path.isfile(params_path):
+        raise InputError("GIMBAL parameters not found", item=item, path=params_path,
+                         fix="run `python -m mck step=fit_gimbal` first, or set project.weights.gimbal_params")
+    try:
+        params = load_params(params_path)
+    except ValueError as exc:
+        raise InputError(str(exc), item=item, path=params_path, fix="re-run fit_gimbal") from exc
+    uv, conf, P, cameras = load_observations(keypoints_paths, calibration_path, alignment_path, item=item)
+    params = _params_for_cameras(params, cameras, params_path, item)
+    if not os.path.isfile(triangulation_path):
+        raise InputError("triangulation not found", item=item, path=triangulation_path,
+                         fix="run `python -m mck step=triangulation` for this session first")
+    triangulated = to_node_order(np.load(triangulation_path))
+    if triangulated.shape[0] != uv.shape[0]:
+        raise InputError(f"triangulation has {triangulated.shape[0]} frames, detections {uv.shape[0]}", item=item,
+                         path=triangulation_path, fix="re-run triangulation for this session")
+    try:
+        init = interpolate_positions(triangulated)
+    except ValueError as exc:
+        raise InputError(str(exc), item=item, path=triangulation_path,
+                         fix="check the detections of this session (a keypoint is never confidently seen)") from exc
+    settings = dict(n_iters=int(n_iters), burn_in=int(burn_in), thin=int(thin), seed=int(seed),
+                    state_block_frames=int(state_block_frames), exact_heading=bool(exact_heading),
+                    step_size=float(step_size), num_leapfrog_steps=int(num_leapfrog_steps),
+                    pos_dt_variance=float(pos_dt_variance), obs_outlier_variance=float(obs_outlier_variance),
+                    dtype=dtype)
+    model, data, state, options = prepare_chain(uv, conf, P, params, init_positions=init, **settings)
+    fingerprint = _fingerprint(settings, uv, conf, init, params)
+    ckpt = Path(str(output_path) + ".checkpoint.npz")
+    start, trace = 0, np.zeros(0)
+    resumed = _load_checkpoint(ckpt, fingerprint, state, log)
+    if resumed is not None:
+        state, start, trace = resumed
+    if log:
+        log.info("GIMBAL: %d frames × %d cameras × %d keypoints, %d states; iterations %d→%d on %s",
+                 *uv.shape[:3], params["kappas"].shape[0], start, n_iters, jax.default_backend())
+
+    def checkpoint(state: SamplerState, iteration: int, trace_so_far: np.ndarray) -> None:
+        if iteration < n_iters:
+            _save_checkpoint(ckpt, fingerprint, state, iteration, trace_so_far)
+            if log:
+                log.info("iteration %d/%d, log joint %.6g", iteration, n_iters, trace_so_far[-1])
+            if stop_requested():
+                raise Preempted(f"stopped at iteration {iteration}; resumes from {ckpt.name}")
+
+    t_run = time.perf_counter()
+    result = run_chain(model, data, state, int(n_iters), seed=int(seed), options=options, start=start, trace=trace,
+                       chunk_iters=int(checkpoint_every), callback=checkpoint)
+    seconds = time.perf_counter() - t_run
+    save_npy(trace_path(output_path), result.log_likelihood.astype(np.float64))
+    save_npy(output_path, result.positions.astype(np.float32))
+    ckpt.unlink(missing_ok=True)
+    return {"frames": int(uv.shape[0]), "iterations": int(n_iters), "resumed_at": start, "samples": result.samples,
+            "acceptance_rate": round(result.acceptance_rate, 3),
+            "s_per_iteration": round(seconds / max(int(n_iters) - start, 1), 5),
+            "seconds": round(time.perf_counter() - t0, 1), "device": jax.default_backend()}
+
+
+def _params_for_cameras(params: dict, cameras: list[str], path: str, item: str) -> dict:
+    """Reorder ``obs_inlier_variance`` to the session's camera order when the file names its cameras."""
+    variance = np.asarray(params["obs_inlier_variance"])
+    names = params.get("camera_names")
+    if names:
+        unknown = [c for c in cameras if c not in names]
+        if unknown:
+            raise InputError(f"parameters were fitted for cameras {list(names)}, not {unknown}", item=item, path=path,
+                             fix="re-run fit_gimbal on sessions with these cameras")
+        variance = variance[[list(names).index(c) for c in cameras]]
+    if variance.shape[0] != len(cameras):
+        raise InputError(f"obs_inlier_variance is for {variance.shape[0]} cameras, the session has {len(cameras)}",
+                         item=item, path=path, fix="re-run fit_gimbal for this rig")
+    return {**params, "obs_inlier_variance": variance}
+
+
+def _fingerprint(settings: dict, uv, conf, init, params: dict) -> str:
+    """Hash of everything that determines the chain: a checkpoint with another fingerprint is not resumed."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for array in (uv, conf, init, *(params[k] for k in sorted(params) if not k.endswith("names"))):
+        digest.update(np.ascontiguousarray(np.nan_to_num(np.asarray(array, dtype=float))).tobytes())
+    return digest.hexdigest()
+
+
+def _save_checkpoint(path: Path, fingerprint: str, state, iteration: int, trace: np.ndarray) -> None:
+    arrays = {f"state_{name}": np.asarray(value) for name, value in state._asdict().items()}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, fingerprint=np.array(fingerprint), iteration=np.int64(iteration), trace=trace, **arrays)
+
+
+def _load_checkpoint(path: Path, fingerprint: str, template, log):
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            if str(z["fingerprint"]) != fingerprint:
+                raise ValueError("written with other inputs or settings")
+            fields = {}
+            for name, value in template._asdict().items():
+                saved = z[f"state_{name}"]
+                if saved.shape != np.shape(value):
+                    raise ValueError(f"{name} has shape {saved.shape}, expected {np.shape(value)}")
+                fields[name] = jnp_like(saved, value)
+            start, trace = int(z["iteration"]), np.asarray(z["trace"])
+    except Exception as exc:  # noqa: BLE001 - a stale or corrupt checkpoint means: start over
+        if log:
+            log.warning("ignoring checkpoint %s (%s)", path.name, exc)
+        return None
+    if log:
+        log.info("resuming at iteration %d from %s", start, path.name)
+    return type(template)(**fields), start, trace
+
+
+def jnp_like(saved: np.ndarray, value):
+    import jax.numpy as jnp
+
+    return jnp.asarray(saved, dtype=value.dtype)

@@ -1,0 +1,106 @@
+"""Steps ``fit_gimbal`` and ``gimbal`` through ``python -m mck`` on a synthetic project whose detections are the
+ground truth plus detector-like noise (so the test exercises GIMBAL, not the networks)."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mck.keypoints_io import save_keypoints
+from mck.synth import load_ground_truth
+from tests.conftest import run_mck, status_json
+
+pytestmark = pytest.mark.slow
+SESSIONS = ("20240422_J04301", "20240422_J04302")
+FAST = ["step.func_kwargs.n_iters=60", "step.func_kwargs.burn_in=30", "step.func_kwargs.checkpoint_every=20"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gimbal") / "data"
+    subprocess.run([sys.executable, "-m", "mck", "synth", str(root), "--tiny", "--sessions", "2", "--frames", "60",
+                    "--drop-frames"], check=True, capture_output=True)
+    calib = next(p for p in root.iterdir() if "calib" in p.name)
+    shutil.copy(root / "ground_truth" / "camera_params.h5", calib / f"{calib.name}.camera_params.h5")
+    rng = np.random.default_rng(0)
+    for session in SESSIONS:
+        gt = load_ground_truth(root, session)
+        for c, cam in enumerate(gt["cameras"]):
+            cam = cam.decode() if isinstance(cam, bytes) else str(cam)
+            rows = gt["frames"][:, c] >= 0                                # this camera's recorded frames
+            uv = gt["uv"][rows, c] + rng.normal(scale=1.5, size=gt["uv"][rows, c].shape)
+            conf = np.where(gt["visible"][rows, c], rng.uniform(0.6, 1.0, uv.shape[:2]), 0.1)
+            wrong = rng.uniform(size=uv.shape[:2]) < 0.05                # confident mistakes
+            uv[wrong] += rng.normal(scale=40, size=(wrong.sum(), 2))
+            save_keypoints(root / session / f"{session}.{cam}.keypoints.h5", uv, conf)
+    return root
+
+
+def test_fit_then_smooth_then_skip(project, tmp_path):
+    run_mck(["step=triangulation", "-m", "session=glob(*)"], project, tmp_path, check=True)
+    run_mck(["step=fit_gimbal", "step.func_kwargs.num_states=4", "step.func_kwargs.num_iters=50"], project, tmp_path,
+            check=True)
+    assert (project / "weights" / "gimbal_params.p").is_file()
+    measured = []
+    run_mck(["step=gimbal", *FAST, "-m", "session=glob(*)"], project, tmp_path, check=True)
+    for session in SESSIONS:
+        gt = load_ground_truth(project, session)
+        positions = np.load(project / session / f"{session}.gimbal.npy")
+        trace = np.load(project / session / f"{session}.ll.npy")
+        assert positions.shape == (60, 14, 3) and positions.dtype == np.float32
+        assert trace.shape == (60,) and np.all(np.isfinite(trace))
+        assert not list((project / session).glob("*.checkpoint.npz"))
+        from mck.skeleton import MOUSE
+        truth = gt["keypoints3d"][:, MOUSE.node_order + 1]
+        tri = np.load(project / session / f"{session}.robust_triangulation.npy")[:, MOUSE.node_order + 1]
+        err = np.linalg.norm(positions - truth, axis=-1)
+        tri_err = np.linalg.norm(tri - truth, axis=-1)
+        assert np.median(err) < 3.0, (np.median(err), np.nanmedian(tri_err))
+        measured.append((np.median(err), np.nanmedian(tri_err)))
+    print("GIMBAL vs triangulation median error mm:", measured)
+    status = status_json(project, tmp_path)
+    assert status[("gimbal", "gimbal.npy")]["counts"]["done"] == 2
+    assert status[("fit_gimbal", "gimbal_params.p")]["counts"]["done"] == 1
+    again = run_mck(["step=gimbal", *FAST, "-m", "session=glob(*)"], project, tmp_path, check=True)
+    assert "skip" in (again.stdout + again.stderr).lower()
+
+
+def test_preempted_gimbal_resumes_to_the_identical_result(project, tmp_path):
+    from mck.runtime import Preempted, clear_stop, request_stop
+    from mck.steps import gimbal
+
+    session = SESSIONS[1]                                                # the one with dropped frames
+    if not (project / "weights" / "gimbal_params.p").is_file():
+        pytest.skip("needs the fitted parameters of test_fit_then_smooth_then_skip")
+    calib = next(p for p in project.iterdir() if "calib" in p.name)
+    cams = ["top", "side1", "side2", "side3", "side4", "bottom"]
+    args = dict(keypoints_paths={c: str(project / session / f"{session}.{c}.keypoints.h5") for c in cams},
+                triangulation_path=str(project / session / f"{session}.robust_triangulation.npy"),
+                calibration_path=str(calib / f"{calib.name}.camera_params.h5"),
+                params_path=str(project / "weights" / "gimbal_params.p"),
+                alignment_path=str(project / session / "aligned_frame_numbers.csv"),
+                n_iters=50, burn_in=20, thin=2, checkpoint_every=15)
+    straight = tmp_path / "a.gimbal.npy"
+    gimbal.run(output_path=str(straight), **args)
+    resumed = tmp_path / "b.gimbal.npy"
+    request_stop()
+    try:
+        with pytest.raises(Preempted):
+            gimbal.run(output_path=str(resumed), **args)
+    finally:
+        clear_stop()
+    assert (tmp_path / "b.gimbal.npy.checkpoint.npz").is_file() and not resumed.exists()
+    metrics = gimbal.run(output_path=str(resumed), **args)
+    assert metrics["resumed_at"] == 15
+    assert np.array_equal(np.load(straight), np.load(resumed))
+    assert np.array_equal(np.load(tmp_path / "a.ll.npy"), np.load(tmp_path / "b.ll.npy"))
+
+
+def test_missing_parameters_is_a_one_line_error(project, tmp_path):
+    proc = run_mck(["step=gimbal", "project.weights.gimbal_params=/nonexistent/gimbal_params.p", *FAST,
+                    "session=20240422_J04301", "overwrite=true"], project, tmp_path)
+    assert proc.returncode != 0
+    assert "GIMBAL parameters not found" in proc.stderr and "fit_gimbal" in proc.stderr
+    assert "Traceback" not in proc.stderr
