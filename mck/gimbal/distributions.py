@@ -99,3 +99,41 @@ def sample_von_mises(key, loc, concentration):
     uniform = jr.uniform(key, shape, dtype=dtype, minval=-jnp.pi, maxval=jnp.pi)
     theta = jnp.where(small, uniform, theta + loc)
     return jnp.arctan2(jnp.sin(theta), jnp.cos(theta))
+
+
+def sample_gamma(key, shape_param):
+    """Draw Gamma(a, 1) for every element of ``shape_param`` a > 0 (Marsaglia & Tsang 2000, all draws in parallel;
+    a < 1 via Gamma(a + 1) · U^{1/a}). Much faster on CPUs than ``jax.random.gamma`` for large arrays."""
+    a = jnp.asarray(shape_param)
+    dtype = jnp.result_type(a, jnp.float32)
+    boost = a < 1.0
+    a1 = jnp.where(boost, a + 1.0, a)
+    d = a1 - 1.0 / 3.0
+    c = 1.0 / jnp.sqrt(9.0 * d)
+
+    def draw(key):
+        k1, k2 = jr.split(key)
+        x = jr.normal(k1, a.shape, dtype=dtype)
+        u = jr.uniform(k2, a.shape, dtype=dtype)
+        v = (1.0 + c * x) ** 3
+        safe_v = jnp.where(v > 0, v, 1.0)
+        accept = (v > 0) & (jnp.log(u) < 0.5 * x * x + d - d * safe_v + d * jnp.log(safe_v))
+        return d * safe_v, accept
+
+    def body(carry):
+        value, done, key = carry
+        key, sub = jr.split(key)
+        new, accepted = draw(sub)
+        return jnp.where(done, value, new), done | accepted, key
+
+    key, sub, k_boost = jr.split(key, 3)
+    value, done = draw(sub)
+    value, _, _ = jax.lax.while_loop(lambda carry: ~jnp.all(carry[1]), body, (value, done, key))
+    u = jr.uniform(k_boost, a.shape, dtype=dtype, minval=jnp.finfo(dtype).tiny)
+    return jnp.where(boost, value * u ** (1.0 / jnp.where(boost, a, 1.0)), value)
+
+
+def sample_dirichlet(key, concentration):
+    """Rows of ``concentration`` (..., S) > 0 → Dirichlet draws (..., S) by normalised Gamma draws."""
+    g = sample_gamma(key, concentration)
+    return g / jnp.sum(g, axis=-1, keepdims=True)

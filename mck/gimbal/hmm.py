@@ -36,7 +36,12 @@ def _ffbs(key, likelihoods, prior, right_factor, transition_matrix):
     first = jnp.where(jnp.sum(first) > 0, _normalise(first), _normalise(likelihoods[0]))
     _, rest = jax.lax.scan(forward, first, likelihoods[1:])
     filtered = jnp.concatenate([first[None], rest], axis=0)                 # (L, S)
-    uniforms = jr.uniform(key, (likelihoods.shape[0],), dtype=likelihoods.dtype)
+    return _backward_sample(key, filtered, right_factor, transition_matrix)
+
+
+def _backward_sample(key, filtered, right_factor, transition_matrix):
+    """Backward sampling from filtered distributions (L, S): s_{L−1} ∝ α ⊙ right_factor, s_t ∝ α_t ⊙ A[:, s_{t+1}]."""
+    uniforms = jr.uniform(key, (filtered.shape[0],), dtype=filtered.dtype)
 
     def draw(p, u):
         cdf = jnp.cumsum(p)
@@ -57,11 +62,31 @@ def _ffbs(key, likelihoods, prior, right_factor, transition_matrix):
     return jnp.concatenate([earlier, last[None]])
 
 
-def sample_states(key, log_likelihoods, initial, transition_matrix, states, block_frames: int):
+def _parallel_filter(likelihoods, prior, transition_matrix):
+    """Filtered distributions (L, S) by an associative scan over S×S matrix products — the lab's (dynamax's)
+    O(L·S³) formulation, kept as the benchmark baseline and for very wide accelerators."""
+    first = prior * likelihoods[0]
+    elements = transition_matrix[None] * likelihoods[1:, None, :]            # M_t[i, j] = A_ij lik_t(j)
+    elements = jnp.concatenate([jnp.broadcast_to(first, elements.shape[1:])[None], elements])
+
+    def combine(a, b):
+        c = a @ b
+        return c / jnp.max(c, axis=(-2, -1), keepdims=True)
+
+    prefix = jax.lax.associative_scan(combine, elements)
+    return _normalise(prefix[:, 0, :])
+
+
+def sample_states(key, log_likelihoods, initial, transition_matrix, states, block_frames: int,
+                  method: str = "sequential"):
     """Draw s (N,) from p(s | ℓ, π, A) — exactly when N ≤ ``block_frames``; otherwise a blocked-Gibbs update of
-    the current ``states`` (N,) in blocks of ``block_frames`` (static). Returns (N,) int32."""
+    the current ``states`` (N,) in blocks of ``block_frames`` (static). ``method="parallel"`` filters with the
+    lab's associative scan (same distribution, O(N·S³)). Returns (N,) int32."""
     n, num_states = log_likelihoods.shape
     likelihoods = jnp.exp(log_likelihoods - jnp.max(log_likelihoods, axis=1, keepdims=True))
+    if method == "parallel":
+        filtered = _parallel_filter(likelihoods, initial, transition_matrix)
+        return _backward_sample(key, filtered, jnp.ones(num_states, likelihoods.dtype), transition_matrix)
     if n <= block_frames:
         return _ffbs(key, likelihoods, initial, jnp.ones(num_states, likelihoods.dtype), transition_matrix)
     n_blocks = -(-n // block_frames)

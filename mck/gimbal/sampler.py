@@ -22,7 +22,7 @@ import jax.random as jr
 import numpy as np
 
 from mck.gimbal import model as M
-from mck.gimbal.distributions import sample_vmf, sample_von_mises
+from mck.gimbal.distributions import sample_dirichlet, sample_vmf, sample_von_mises
 from mck.gimbal.hmm import sample_states, transition_counts
 from mck.gimbal.model import Model
 
@@ -58,6 +58,7 @@ class SweepOptions:
     num_leapfrog_steps: int = 5
     exact_heading: bool = True
     state_block_frames: int = 4096
+    state_filter: str = "sequential"   # or "parallel": the lab's O(N·S³) associative scan (benchmark baseline)
     burn_in: int = 4000
     thin: int = 5
 
@@ -129,18 +130,19 @@ def resample_headings(key, model: Model, directions, states, exact: bool = True)
     return sample_von_mises(key, jnp.arctan2(sin_sum, cos_sum), jnp.hypot(sin_sum, cos_sum))
 
 
-def resample_states(key, model: Model, directions, headings, states, transition_matrix, block_frames: int):
+def resample_states(key, model: Model, directions, headings, states, transition_matrix, block_frames: int,
+                    method: str = "sequential"):
     """Pose states from their HMM posterior given directions and headings (FFBS, :mod:`mck.gimbal.hmm`). (N,)."""
     log_lik = M.state_log_likelihoods(model, directions, headings)
     initial = jnp.exp(model.state_log_probability)
-    return sample_states(key, log_lik, initial, transition_matrix, states, block_frames)
+    return sample_states(key, log_lik, initial, transition_matrix, states, block_frames, method)
 
 
 def resample_transition_matrix(key, model: Model, states):
     """Each row A_i ~ Dirichlet(α + n_i·), n_ij the observed i→j transitions. (S, S)."""
     num_states = model.state_log_probability.shape[0]
     concentration = model.transition_count[None, :] + transition_counts(states, num_states)
-    return jr.dirichlet(key, concentration, dtype=model.radii.dtype)
+    return sample_dirichlet(key, concentration)
 
 
 # ----------------------------------------------------------------------------------------------- the chain
@@ -157,7 +159,7 @@ def sweep(keys, model: Model, data: Data, state: SamplerState, options: SweepOpt
     directions = resample_directions(keys[2], model, positions, state.headings, state.states)
     headings = resample_headings(keys[3], model, directions, state.states, options.exact_heading)
     states = resample_states(keys[4], model, directions, headings, state.states, state.transition_matrix,
-                             options.state_block_frames)
+                             options.state_block_frames, options.state_filter)
     transition_matrix = resample_transition_matrix(keys[5], model, states)
     return state._replace(positions=positions, outliers=outliers, directions=directions, headings=headings,
                           states=states, transition_matrix=transition_matrix,
@@ -172,23 +174,30 @@ def log_joint(model: Model, data: Data, state: SamplerState):
 
 
 @functools.partial(jax.jit, static_argnames=("options", "seed", "length"))
-def _run_chunk(model, data, state, start, *, options: SweepOptions, seed: int, length: int):
-    def body(state, iteration):
+def _run_chunk(model, data, state, start, stop, *, options: SweepOptions, seed: int, length: int):
+    """Iterations start … stop−1 (dynamic, stop − start ≤ ``length``): one compilation serves every chunk."""
+    def body(iteration, carry):
+        state, trace = carry
         state = sweep(iteration_keys(seed, iteration), model, data, state, options)
         keep = (iteration > options.burn_in) & (iteration % options.thin == 0)
         state = state._replace(positions_sum=state.positions_sum + jnp.where(keep, state.positions, 0.0),
                                samples_kept=state.samples_kept + keep.astype(state.samples_kept.dtype))
-        return state, log_joint(model, data, state)
+        trace = trace.at[iteration - start].set(log_joint(model, data, state))
+        return state, trace
 
-    return jax.lax.scan(body, state, start + jnp.arange(length))
+    trace = jnp.full(length, jnp.nan, dtype=state.positions.dtype)
+    return jax.lax.fori_loop(start, stop, body, (state, trace))
 
 
 def run_iterations(model: Model, data: Data, state: SamplerState, start: int, stop: int, *, seed: int,
-                   options: SweepOptions) -> tuple[SamplerState, np.ndarray]:
-    """Run iterations ``start … stop−1``; returns the new state and their log-joint trace (stop − start,)."""
-    state, trace = _run_chunk(model, data, state, jnp.asarray(start), options=options, seed=int(seed),
-                              length=int(stop - start))
-    return state, np.asarray(trace)
+                   options: SweepOptions, length: int | None = None) -> tuple[SamplerState, np.ndarray]:
+    """Run iterations ``start … stop−1``; returns the new state and their log-joint trace (stop − start,).
+    ``length`` ≥ stop − start (default: exactly that) fixes the compiled chunk size, so equal ``length`` calls
+    share one compilation."""
+    count = int(stop - start)
+    state, trace = _run_chunk(model, data, state, jnp.asarray(start, jnp.int32), jnp.asarray(stop, jnp.int32),
+                              options=options, seed=int(seed), length=int(length or count))
+    return state, np.asarray(trace)[:count]
 
 
 def initialize(key, model: Model, data: Data, init_positions) -> SamplerState:
@@ -209,7 +218,7 @@ def initialize(key, model: Model, data: Data, init_positions) -> SamplerState:
     transition_matrix = jnp.full((num_states, num_states), 1.0 / num_states, dtype=x.dtype)
     return SamplerState(positions=x, outliers=outliers, directions=directions, headings=headings, states=states,
                         transition_matrix=transition_matrix, positions_sum=jnp.zeros_like(x),
-                        samples_kept=jnp.asarray(0), accepted=jnp.asarray(0))
+                        samples_kept=jnp.zeros((), jnp.int32), accepted=jnp.zeros((), jnp.int32))
 
 
 def make_data(observations, outlier_probability, dtype="float64") -> Data:
@@ -257,7 +266,7 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
                   conf_center: float = 0.5, conf_gain: float = 20.0, pos_dt_variance=1.0,
                   obs_outlier_variance=1e6, obs_inlier_variance=None, step_size=0.2, num_leapfrog_steps: int = 5,
                   state_transition_count=1.0, exact_heading: bool = True, state_block_frames: int = 4096,
-                  dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
+                  state_filter: str = "sequential", dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
     """Model, data, initial state and static options for a chain (the pipeline's values as defaults, §C.3/C.7).
 
     ``init_positions`` (N, K, 3) mm default: DLT triangulation of ``uv``; gaps are interpolated either way.
@@ -288,7 +297,7 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
     step = float(step_size) if np.ndim(step_size) == 0 else tuple(np.asarray(step_size, dtype=float).tolist())
     options = SweepOptions(step_size=step, num_leapfrog_steps=int(num_leapfrog_steps),
                            exact_heading=bool(exact_heading), state_block_frames=int(state_block_frames),
-                           burn_in=int(n_iters * 0.8) if burn_in is None else int(burn_in), thin=int(thin))
+                           state_filter=str(state_filter), burn_in=int(n_iters * 0.8) if burn_in is None else int(burn_in), thin=int(thin))
     state = initialize(jr.PRNGKey(seed), model, data, interpolate_positions(np.asarray(init_positions)))
     return model, data, state, options
 
@@ -300,7 +309,8 @@ def run_chain(model: Model, data: Data, state: SamplerState, n_iters: int, *, se
     iteration = start
     while iteration < n_iters:
         stop = min(iteration + chunk_iters, n_iters)
-        state, chunk = run_iterations(model, data, state, iteration, stop, seed=seed, options=options)
+        state, chunk = run_iterations(model, data, state, iteration, stop, seed=seed, options=options,
+                                      length=chunk_iters)
         traces.append(chunk)
         iteration = stop
         if callback is not None:

@@ -155,6 +155,10 @@ def test_ffbs_matches_enumeration_and_blocked_gibbs_converges_to_it():
     draws = jax.vmap(lambda k: sample_states(k, *args, jnp.zeros(N, jnp.int32), 100))(jr.split(jr.PRNGKey(0), 30000))
     freq = np.stack([(np.asarray(draws) == s).mean(0) for s in range(S_)], axis=1)
     assert np.allclose(freq, exact, atol=0.012)
+    draws = jax.vmap(lambda k: sample_states(k, *args, jnp.zeros(N, jnp.int32), 100, "parallel"))(
+        jr.split(jr.PRNGKey(2), 30000))
+    freq = np.stack([(np.asarray(draws) == s).mean(0) for s in range(S_)], axis=1)
+    assert np.allclose(freq, exact, atol=0.012)
     # Blocks of 2 frames: a Gibbs chain whose stationary distribution is the same posterior.
     def chain(key):
         def body(states, k):
