@@ -37,6 +37,7 @@ def job_identity() -> dict[str, Any]:
         ident["slurm_job_id"] = f"{array_job}_{array_task}" if array_job and array_task else job_id
         ident["slurm_raw_job_id"] = job_id
         ident["node"] = os.environ.get("SLURMD_NODENAME", HOST)
+        ident["partition"] = os.environ.get("SLURM_JOB_PARTITION")
         ident["job_id"] = ident["slurm_job_id"]
     else:
         ident["job_id"] = f"local-{HOST}-{os.getpid()}"

@@ -1,41 +1,20 @@
 """Steps ``fit_gimbal`` and ``gimbal`` through ``python -m mck`` on a synthetic project whose detections are the
 ground truth plus detector-like noise (so the test exercises GIMBAL, not the networks)."""
 
-import shutil
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from mck.keypoints_io import save_keypoints
 from mck.synth import load_ground_truth
 from tests.conftest import run_mck, status_json
+from tests.gimbal.project import SESSIONS, make_detected_project
 
 pytestmark = pytest.mark.slow
-SESSIONS = ("20240422_J04301", "20240422_J04302")
 FAST = ["step.func_kwargs.n_iters=60", "step.func_kwargs.burn_in=30", "step.func_kwargs.checkpoint_every=20"]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gimbal") / "data"
-    subprocess.run([sys.executable, "-m", "mck", "synth", str(root), "--tiny", "--sessions", "2", "--frames", "60",
-                    "--drop-frames"], check=True, capture_output=True)
-    calib = next(p for p in root.iterdir() if "calib" in p.name)
-    shutil.copy(root / "ground_truth" / "camera_params.h5", calib / f"{calib.name}.camera_params.h5")
-    rng = np.random.default_rng(0)
-    for session in SESSIONS:
-        gt = load_ground_truth(root, session)
-        for c, cam in enumerate(gt["cameras"]):
-            cam = cam.decode() if isinstance(cam, bytes) else str(cam)
-            rows = gt["frames"][:, c] >= 0                                # this camera's recorded frames
-            uv = gt["uv"][rows, c] + rng.normal(scale=1.5, size=gt["uv"][rows, c].shape)
-            conf = np.where(gt["visible"][rows, c], rng.uniform(0.6, 1.0, uv.shape[:2]), 0.1)
-            wrong = rng.uniform(size=uv.shape[:2]) < 0.05                # confident mistakes
-            uv[wrong] += rng.normal(scale=40, size=(wrong.sum(), 2))
-            save_keypoints(root / session / f"{session}.{cam}.keypoints.h5", uv, conf)
-    return root
+    return make_detected_project(tmp_path_factory.mktemp("gimbal") / "data")
 
 
 def test_fit_then_smooth_then_skip(project, tmp_path):

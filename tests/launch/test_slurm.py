@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, make_project, run_mck, status_json
@@ -121,3 +122,21 @@ def test_timeout_requeues_and_resumes_from_checkpoint(tiny_project: Path, tmp_pa
     assert json.loads(out.read_text())["done"] == list(range(45))
     starts = json.loads(Path(str(out) + ".starts.json").read_text())["starts"]
     assert starts >= 2, "the job should have been interrupted by its 1-minute limit and resumed"
+
+
+def test_the_card_command_runs_real_gimbal_jobs_on_slurm(tmp_path: Path):
+    """`python -m mck step=gimbal hydra/launcher=o2_gpu -m video='glob(*)'` exactly as on the card: the 12 videos
+    collapse to their 2 sessions, each a GPU-partition job running the real GIMBAL step (on CPU here)."""
+    from tests.gimbal.project import SESSIONS, make_detected_project
+
+    data = make_detected_project(tmp_path / "data")
+    run_mck(["step=triangulation", "-m", "session=glob(*)"], data, tmp_path, check=True)
+    run_mck(["step=fit_gimbal", "step.func_kwargs.num_states=4", "step.func_kwargs.num_iters=50"], data, tmp_path,
+            check=True)
+    proc = run_mck(["step=gimbal", "hydra/launcher=o2_gpu", "step.func_kwargs.n_iters=40",
+                    "step.func_kwargs.burn_in=20", "-m", "video=glob(*)"], data, tmp_path, check=True, timeout=600)
+    assert "submitted 2 jobs" in proc.stdout, proc.stdout
+    for session in SESSIONS:
+        assert np.load(data / session / f"{session}.gimbal.npy").shape == (60, 14, 3)
+        rec = json.loads((data / ".mck/records/gimbal/gimbal.npy" / f"{session}.json").read_text())
+        assert rec["state"] == "done" and rec["slurm_job_id"] and rec["partition"] == "gpu_quad", rec
