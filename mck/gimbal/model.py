@@ -94,12 +94,22 @@ def make_model(params: dict, camera_matrices, *, pos_dt_variance=1.0, obs_outlie
 
 
 def project(camera_matrices, positions):
-    """Pinhole projection Π_c(x). ``camera_matrices`` (C, 3, 4), ``positions`` (N, K, 3) mm → (N, C, K, 2) px."""
-    homogeneous = (jnp.einsum("cij,nkj->ncki", camera_matrices[:, :, :3], positions)
-                   + camera_matrices[None, :, None, :, 3])
-    depth = homogeneous[..., 2:]
+    """Pinhole projection Π_c(x). ``camera_matrices`` (C, 3, 4), ``positions`` (N, K, 3) mm → (N, C, K, 2) px.
+
+    Written as broadcast multiply-adds (not a batched matmul with a contraction of 3), which XLA fuses into one
+    elementwise kernel together with its gradient.
+    """
+    x = positions[:, None, :, 0]
+    y = positions[:, None, :, 1]
+    z = positions[:, None, :, 2]
+
+    def row(i):
+        p = camera_matrices[:, i]
+        return p[None, :, 0, None] * x + p[None, :, 1, None] * y + p[None, :, 2, None] * z + p[None, :, 3, None]
+
+    depth = row(2)
     depth = jnp.where(jnp.abs(depth) < 1e-9, 1e-9, depth)   # a point in a camera's centre plane: finite, not NaN
-    return homogeneous[..., :2] / depth
+    return jnp.stack([row(0) / depth, row(1) / depth], axis=-1)
 
 
 def rotate_z(angle, vectors):
@@ -166,3 +176,45 @@ def log_joint(model: Model, positions, directions, headings, states, transition_
                    + jnp.sum(jnp.log(transition_matrix[states[:-1], states[1:]])))
     return (positions_log_prob(model, positions, directions, observations, observed, outliers)
             + jnp.sum(bernoulli) + state_terms)
+
+
+def positions_value_and_grad(model: Model, positions, directions, observations, observed, outliers):
+    """:func:`positions_log_prob` and its gradient (N, K, 3), written out by hand (§C.6 step 1's formulas) so that
+    each term is one fused elementwise pass — several times faster than reverse-mode autodiff on CPUs.
+    ``tests/gimbal`` checks it against ``jax.grad``."""
+    P = model.camera_matrices
+    x, y, z = (positions[:, None, :, d] for d in range(3))                  # (N, 1, K)
+
+    def row(i):
+        p = P[:, i]
+        return p[None, :, 0, None] * x + p[None, :, 1, None] * y + p[None, :, 2, None] * z + p[None, :, 3, None]
+
+    depth = row(2)
+    depth = jnp.where(jnp.abs(depth) < 1e-9, 1e-9, depth)
+    pu, pv = row(0) / depth, row(1) / depth
+    eu = jnp.where(observed, observations[..., 0] - pu, 0.0)
+    ev = jnp.where(observed, observations[..., 1] - pv, 0.0)
+    variance = jnp.where(outliers, model.obs_outlier_variance, model.obs_inlier_variance)
+    weight = jnp.where(observed, 1.0 / variance, 0.0)
+    obs_value = jnp.sum(-0.5 * weight * (eu * eu + ev * ev)
+                        - jnp.where(observed, LOG_2PI + jnp.log(variance), 0.0))
+    a, b = weight * eu / depth, weight * ev / depth                          # (N, C, K)
+    c = a * pu + b * pv
+    obs_grad = jnp.stack([jnp.sum(a * P[None, :, 0, d, None] + b * P[None, :, 1, d, None]
+                                  - c * P[None, :, 2, d, None], axis=1) for d in range(3)], axis=-1)
+
+    residual = parent_offsets(model, positions) - model.radii[:, None] * directions
+    scaled = residual / model.radial_variance[:, None]                       # (N, K, 3)
+    skel_value = jnp.sum(-0.5 * jnp.sum(residual * scaled, axis=-1)
+                         - 1.5 * (LOG_2PI + jnp.log(model.radial_variance)))
+    skel_grad = (-scaled).at[:, model.parents[1:]].add(scaled[:, 1:])
+
+    step = (positions[1:] - positions[:-1]) / model.dt_variance[:, None]
+    dyn_value = (jnp.sum(-0.5 * jnp.sum((positions[1:] - positions[:-1]) * step, axis=-1)
+                         - 1.5 * (LOG_2PI + jnp.log(model.dt_variance)))
+                 + jnp.sum(-0.5 * jnp.sum(positions[0] ** 2, axis=-1) / model.initial_variance
+                           - 1.5 * (LOG_2PI + jnp.log(model.initial_variance))))
+    zero = jnp.zeros_like(positions[:1])
+    dyn_grad = jnp.concatenate([step, zero]) - jnp.concatenate([zero, step])
+    dyn_grad = dyn_grad.at[0].add(-positions[0] / model.initial_variance[:, None])
+    return obs_value + skel_value + dyn_value, obs_grad + skel_grad + dyn_grad

@@ -70,10 +70,10 @@ def resample_positions(key, model: Model, data: Data, state: SamplerState, step_
     Returns (positions (N, K, 3), accepted bool)."""
     eps = jnp.broadcast_to(jnp.asarray(step_size, state.positions.dtype), (state.positions.shape[1],))[:, None]
 
-    def target(x):
-        return M.positions_log_prob(model, x, state.directions, data.observations, data.observed, state.outliers)
+    def value_and_grad(x):
+        return M.positions_value_and_grad(model, x, state.directions, data.observations, data.observed,
+                                          state.outliers)
 
-    value_and_grad = jax.value_and_grad(target)
     k_momentum, k_accept = jr.split(key)
     x0 = state.positions
     p0 = jr.normal(k_momentum, x0.shape, dtype=x0.dtype)
