@@ -20,7 +20,7 @@ from mck.compile import Job
 LAUNCHER_KEYS = {
     "submitit_folder", "cpu_partition", "gpu_partition", "cpu_qos", "gpu_qos", "gpu_exclude", "account",
     "constraint", "signal_delay_s", "max_num_timeout", "array_parallelism", "max_array_size", "conda_base",
-    "use_setup", "additional_parameters", "wait", "fit_to_cluster", "extra_setup", "_target_",
+    "use_setup", "additional_parameters", "wait", "fit_to_cluster", "extra_setup", "force_cpu", "_target_",
 }
 
 
@@ -45,7 +45,7 @@ def setup_lines(modules: Sequence[str], conda_env: str | None, conda_base: str |
 def slurm_parameters(job: Job, launcher: dict[str, Any], modules: Sequence[str] = (),
                      conda_env: str | None = None, name: str | None = None) -> dict[str, Any]:
     """submitit SlurmExecutor parameters for one job (jobs with equal parameters can share an array)."""
-    gpu = bool(job.gpu)
+    gpu = bool(job.gpu) and not launcher.get("force_cpu")
     params: dict[str, Any] = {
         "job_name": name or job.label,
         "time": int(job.time_min),

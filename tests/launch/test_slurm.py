@@ -124,19 +124,53 @@ def test_timeout_requeues_and_resumes_from_checkpoint(tiny_project: Path, tmp_pa
     assert starts >= 2, "the job should have been interrupted by its 1-minute limit and resumed"
 
 
-def test_the_card_command_runs_real_gimbal_jobs_on_slurm(tmp_path: Path):
+@pytest.fixture(scope="module")
+def gimbal_project(tmp_path_factory):
+    from tests.gimbal.project import make_detected_project
+
+    base = tmp_path_factory.mktemp("slurm_gimbal")
+    data = make_detected_project(base / "data")
+    run_mck(["step=triangulation", "-m", "session=glob(*)"], data, base, check=True)
+    run_mck(["step=fit_gimbal", "step.func_kwargs.num_states=4", "step.func_kwargs.num_iters=50"], data, base,
+            check=True)
+    return data
+
+
+GIMBAL_SHORT = ["step.func_kwargs.n_iters=40", "step.func_kwargs.burn_in=20"]
+
+
+def test_the_card_command_runs_real_gimbal_jobs_on_slurm(gimbal_project: Path, tmp_path: Path):
     """`python -m mck step=gimbal hydra/launcher=o2_gpu -m video='glob(*)'` exactly as on the card: the 12 videos
     collapse to their 2 sessions, each a GPU-partition job running the real GIMBAL step (on CPU here)."""
-    from tests.gimbal.project import SESSIONS, make_detected_project
+    from tests.gimbal.project import SESSIONS
 
-    data = make_detected_project(tmp_path / "data")
-    run_mck(["step=triangulation", "-m", "session=glob(*)"], data, tmp_path, check=True)
-    run_mck(["step=fit_gimbal", "step.func_kwargs.num_states=4", "step.func_kwargs.num_iters=50"], data, tmp_path,
-            check=True)
-    proc = run_mck(["step=gimbal", "hydra/launcher=o2_gpu", "step.func_kwargs.n_iters=40",
-                    "step.func_kwargs.burn_in=20", "-m", "video=glob(*)"], data, tmp_path, check=True, timeout=600)
+    data = gimbal_project
+    proc = run_mck(["step=gimbal", "hydra/launcher=o2_gpu", *GIMBAL_SHORT, "-m", "video=glob(*)"], data, tmp_path,
+                   check=True, timeout=600)
     assert "submitted 2 jobs" in proc.stdout, proc.stdout
     for session in SESSIONS:
         assert np.load(data / session / f"{session}.gimbal.npy").shape == (60, 14, 3)
         rec = json.loads((data / ".mck/records/gimbal/gimbal.npy" / f"{session}.json").read_text())
         assert rec["state"] == "done" and rec["slurm_job_id"] and rec["partition"] == "gpu_quad", rec
+
+
+@pytest.mark.parametrize("launcher,partition", [("slurm", "short"), ("o2_cpu", "short")])
+def test_generic_and_cpu_launchers_run_gimbal(gimbal_project: Path, tmp_path: Path, launcher: str, partition: str):
+    from tests.gimbal.project import SESSIONS
+
+    session = SESSIONS[0]
+    proc = run_mck(["step=gimbal", f"hydra/launcher={launcher}", *GIMBAL_SHORT, "overwrite=true", "-m",
+                    f"session={session}"], gimbal_project, tmp_path, check=True, timeout=600)
+    assert "submitted 1 job" in proc.stdout, proc.stdout
+    rec = json.loads((gimbal_project / ".mck/records/gimbal/gimbal.npy" / f"{session}.json").read_text())
+    assert rec["state"] == "done" and rec["partition"] == partition, rec
+
+
+def test_hrnet_card_command_one_job_per_video(tmp_path: Path):
+    from tests.reliability.test_reliability import HRNET_FAST, _hrnet_project
+
+    data = _hrnet_project(tmp_path)
+    proc = run_mck(["step=hrnet", "hydra/launcher=o2_gpu", *HRNET_FAST, "-m", "video=glob(*)"], data, tmp_path,
+                   check=True, timeout=600)
+    assert "submitted 6 jobs" in proc.stdout and "6 items: 6 done" in proc.stdout, proc.stdout
+    assert len(list(data.rglob("*.keypoints.h5"))) == 6
