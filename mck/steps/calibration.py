@@ -2,9 +2,11 @@
 
 1. Detect the anchored chessboard in every video (frames decoded in a background reader, videos in parallel
    processes); each video's detections are cached in ``{calibration}.{camera}.detections.h5`` (the lab's layout:
-   ``uvs``, ``frame_ixs``, ``img_size``, ``qc_data``) so a re-run or a resumed job skips finished videos.
-2. Initial calibration, then bundle adjustment; the **adjusted** parameters are saved (the lab's driver saved the
-   initial ones, §A quirk).
+   ``uvs``, ``frame_ixs``, ``img_size``, ``qc_data``) so a re-run or a resumed job skips finished videos; a cache
+   whose video (size, mtime), detector version or options changed is redone.
+2. Initial calibration, then bundle adjustment with outlier-view rejection; the **adjusted** parameters are saved
+   (the lab's driver saved the initial ones, §A quirk). A video with too few detections is a one-line error naming
+   it.
 3. QC: per-camera reprojection residual histograms (``{calibration}.residuals.png``) and RMS in the job record.
 """
 
@@ -23,8 +25,9 @@ MIN_DETECTIONS = 10
 
 
 def detect_video(video_path: str, board_shape: tuple[int, int], frame_step: int = 1,
-                 max_frames: int | None = None) -> dict:
-    """Detections of one video: uvs (n, N, 2), frame_ixs (n,), img_size (w, h), qc_data (n, 4), frames read."""
+                 max_frames: int | None = None, thorough: bool = False) -> dict:
+    """Detections of one video: uvs (n, N, 2), frame_ixs (n,), img_size (w, h), qc_data (n, 4), frames read.
+    Every detection is verified (grid fit, square parity, printed margin, unambiguous anchor dot)."""
     from mck.calibration.detect import detect_chessboard_scored
     from mck.video import iter_frames, video_info
 
@@ -35,7 +38,7 @@ def detect_video(video_path: str, board_shape: tuple[int, int], frame_step: int 
         n += 1
         if index % frame_step:
             continue
-        result = detect_chessboard_scored(frame, tuple(board_shape))
+        result = detect_chessboard_scored(frame, tuple(board_shape), thorough=thorough)
         if result is not None:
             uvs.append(result[0])
             frames.append(index)
@@ -49,11 +52,35 @@ def detect_video(video_path: str, board_shape: tuple[int, int], frame_step: int 
 def _detect_to_cache(args) -> str:
     from mck.io import save_h5
 
-    video_path, cache_path, board_shape, frame_step = args
-    det = detect_video(video_path, board_shape, frame_step)
+    video_path, cache_path, board_shape, frame_step, thorough = args
+    det = detect_video(video_path, board_shape, frame_step, thorough=thorough)
     save_h5(cache_path, {k: det[k] for k in ("uvs", "frame_ixs", "img_size", "qc_data")},
-            attrs={"frames": det["frames"], "frame_step": frame_step})
+            attrs={"frames": det["frames"], **_cache_key(video_path, board_shape, frame_step, thorough)})
     return cache_path
+
+
+def _cache_key(video_path: str, board_shape, frame_step: int, thorough: bool) -> dict:
+    """What a cached detections file depends on: the video (size, mtime), the detector and its options."""
+    from mck.calibration.detect import DETECTOR_VERSION
+
+    st = os.stat(video_path)
+    return {"frame_step": int(frame_step), "detector_version": DETECTOR_VERSION, "thorough": bool(thorough),
+            "board_shape": f"{board_shape[0]}x{board_shape[1]}", "video_bytes": int(st.st_size),
+            "video_mtime_ns": int(st.st_mtime_ns)}
+
+
+def _cache_valid(cache_path: str, key: dict) -> bool:
+    import h5py
+
+    if not os.path.exists(cache_path):
+        return False
+    try:
+        with h5py.File(cache_path, "r") as f:
+            attrs = {k: f.attrs[k] for k in key if k in f.attrs}
+    except OSError:
+        return False
+    return all(k in attrs and (attrs[k].decode() if isinstance(attrs[k], bytes) else attrs[k]) == v
+               for k, v in key.items())
 
 
 def _load_cache(path: str) -> dict:
@@ -65,7 +92,8 @@ def _load_cache(path: str) -> dict:
 
 def run(video_paths: dict, board_shape: list, square_size: float, output_path: str, item: str = "",
         frame_step: int = 1, n_frames_intrinsics: int = 100, n_frames_bundle: int = 5000, ftol: float = 1e-4,
-        seed: int = 0, workers: int = 0, log: logging.Logger | None = None) -> dict:
+        seed: int = 0, workers: int = 0, thorough: bool = False, outlier_px: float = 1.0,
+        log: logging.Logger | None = None) -> dict:
     from mck.calibration import bundle_adjust, calibrate
     from mck.calibration_io import save_camera_params
     from mck.synth.board import object_points
@@ -75,7 +103,8 @@ def run(video_paths: dict, board_shape: list, square_size: float, output_path: s
     board_shape = (int(board_shape[0]), int(board_shape[1]))
     out_dir = Path(output_path).parent
     caches = {cam: str(out_dir / f"{item}.{cam}.detections.h5") for cam in cameras}
-    todo = [(video_paths[c], caches[c], board_shape, frame_step) for c in cameras if not os.path.exists(caches[c])]
+    todo = [(video_paths[c], caches[c], board_shape, frame_step, thorough) for c in cameras
+            if not _cache_valid(caches[c], _cache_key(video_paths[c], board_shape, frame_step, thorough))]
     if todo:
         workers = workers or min(len(todo), os.cpu_count() or 1)
         log.info("%s: detecting the chessboard in %d videos (%d workers)", item, len(todo), workers)
@@ -89,9 +118,12 @@ def run(video_paths: dict, board_shape: list, square_size: float, output_path: s
     counts = {cam: len(d["frame_ixs"]) for cam, d in detections.items()}
     few = {cam: n for cam, n in counts.items() if n < MIN_DETECTIONS}
     if few:
-        raise StepError(f"too few chessboard detections: {', '.join(f'{c} {n}' for c, n in few.items())} "
-                        f"(need {MIN_DETECTIONS})", item=item,
-                        fix="record more board poses in view of those cameras, or check focus and lighting")
+        what = "; ".join(f"{Path(video_paths[c]).name}: {n} chessboard detections in {detections[c]['frames']} frames"
+                         for c, n in few.items())
+        raise InputError(f"{what} (need {MIN_DETECTIONS} per camera)", item=item,
+                         fix=f"record the {board_shape[0]}x{board_shape[1]} board with its anchor dot in full view of "
+                             f"{'that camera' if len(few) == 1 else 'those cameras'}, in focus and lit, "
+                             f"and re-run")
     n_frames = max(d["frames"] for d in detections.values())
     points = board_shape[0] * board_shape[1]
     corners = np.full((len(cameras), n_frames, points, 2), np.nan)
@@ -100,15 +132,19 @@ def run(video_paths: dict, board_shape: list, square_size: float, output_path: s
     obj = object_points(board_shape, float(square_size))
     sizes = [tuple(int(v) for v in detections[cam]["img_size"]) for cam in cameras]
     try:
-        extrinsics, intrinsics, poses, init_rms = calibrate(corners, obj, sizes, 0, n_frames_intrinsics, seed)
+        extrinsics, intrinsics, poses, init_rms = calibrate(corners, obj, sizes, 0, n_frames_intrinsics, seed,
+                                                            names=cameras)
+        result = bundle_adjust(corners, extrinsics, intrinsics, obj, poses, 0, n_frames_bundle, ftol, seed=seed,
+                               outlier_px=outlier_px, names=cameras)
     except ValueError as exc:
         raise StepError(str(exc), item=item, fix="record board poses that pairs of cameras see together") from exc
-    result = bundle_adjust(corners, extrinsics, intrinsics, obj, poses, 0, n_frames_bundle, ftol, seed=seed)
     save_camera_params(output_path, cameras, result.extrinsics, result.intrinsics)
     _residual_plot(out_dir / f"{item}.residuals.png", cameras, result.residuals_px)
     rms = {cam: round(float(r), 4) for cam, r in zip(cameras, result.rms_px)}
     log.info("%s: bundle adjustment %s; RMS px %s", item, result.message, rms)
     return {"detections": counts, "frames_used": int(len(result.frames)), "rms_px": rms,
+            "views_used": {cam: int(n) for cam, n in zip(cameras, result.views.sum(1))},
+            "views_rejected": {cam: int(n) for cam, n in zip(cameras, result.rejected)},
             "initial_rms_px": {c: round(r, 4) for c, r in zip(cameras, init_rms)}, "converged": result.success}
 
 

@@ -11,21 +11,22 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mck synth",
                                      description="Write a synthetic 6-camera project with ground truth.")
     parser.add_argument("out", help="output folder (the project's data root)")
-    parser.add_argument("--sessions", type=int, default=None, help="animal sessions (default 2)")
+    parser.add_argument("--sessions", type=int, default=None, help="animal sessions (default 2; 1 with --tiny)")
     parser.add_argument("--frames", type=int, default=None, help="frames per animal video (default 600)")
     parser.add_argument("--calibration-frames", type=int, default=None, help="frames per chessboard video")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", default=None, help="WxH (default 640x512)")
     parser.add_argument("--drop-frames", action="store_true", help="one camera drops frames (alignment file)")
-    parser.add_argument("--tiny", action="store_true", help="≈40 frames at 320x256, for tests")
+    parser.add_argument("--tiny", action="store_true",
+                        help="320x256, 1 session of 40 frames, 120 calibration frames: for tests")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     tiny = args.tiny
     size = tuple(int(v) for v in (args.size or ("320x256" if tiny else "640x512")).lower().split("x"))
-    spec = Spec(out=args.out, sessions=args.sessions or (2 if not tiny else 1),
+    spec = Spec(out=args.out, sessions=args.sessions if args.sessions is not None else (1 if tiny else 2),
                 frames=args.frames or (40 if tiny else 600),
-                calibration_frames=args.calibration_frames or (80 if tiny else 240), seed=args.seed,
+                calibration_frames=args.calibration_frames or (120 if tiny else 360), seed=args.seed,
                 size=size, drop_frames=args.drop_frames, labels_per_video=12 if tiny else 40, workers=args.workers)
     manifest = write_project(spec, progress=not args.quiet)
     print(f"mck synth: wrote {spec.out}: calibration {manifest['calibration']}, sessions "

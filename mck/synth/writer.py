@@ -20,8 +20,6 @@ Videos are H.264 mp4 (PyAV), grey, like the lab's IR footage. Deterministic in i
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ import numpy as np
 
 from mck.skeleton import KEYPOINT_NAMES
 from mck.synth import animal, board, render
-from mck.synth.rig import Rig, make_rig
+from mck.synth.rig import make_rig
 
 DATE = "20240422"
 FPS = 30.0
@@ -43,7 +41,7 @@ class Spec:
     out: str
     sessions: int = 2
     frames: int = 600
-    calibration_frames: int = 240
+    calibration_frames: int = 360
     seed: int = 0
     size: tuple[int, int] = (640, 512)
     drop_frames: bool = False
@@ -66,7 +64,7 @@ def _background(cam: render.CameraRays, camera: str, seed: int) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
     vignette = 1.0 - 0.35 * (((xx - width / 2) / width) ** 2 + ((yy - height / 2) / height) ** 2) * 4
     base = 45.0 if camera != "bottom" else 35.0
-    return np.clip(base + noise, 5, 120) * vignette
+    return (np.clip(base + noise, 5, 120) * vignette).astype(np.float32)
 
 
 def _noise_bank(seed: int, size: tuple[int, int], n: int = 12, sigma: float = 3.0) -> np.ndarray:
@@ -129,15 +127,18 @@ def _board_video(args) -> dict:
     bank = _noise_bank(seed + 2, rig.size, sigma=4.0)
     rots = rodrigues(rvecs)
     width, height = rig.size
-    yy, xx = np.mgrid[0:height, 0:width]
+    gx = (np.arange(width, dtype=np.float32) / width - 0.5)[None, :]
+    gy = (np.arange(height, dtype=np.float32) / height - 0.5)[:, None]
+    extent = board.paper_extent()
 
     def frames():
         for t in range(len(rvecs)):
             image = render.render_plane(cam, tvecs[t], rots[t][:, 0], rots[t][:, 1], board.texture, background,
-                                        supersample=2)
+                                        supersample=2, extent=extent)
             # uneven lighting: a soft gradient that moves with time; mild blur and noise in finish()
             angle = 0.3 * t
-            light = 0.75 + 0.35 * (np.cos(angle) * (xx / width - 0.5) + np.sin(angle) * (yy / height - 0.5))
+            light = np.float32(0.75) + np.float32(0.35) * (np.float32(np.cos(angle)) * gx
+                                                          + np.float32(np.sin(angle)) * gy)
             yield render.finish(image * light, rng, blur=0.8, noise_bank=bank)
 
     n = write_video(path, frames(), FPS, crf=17, preset="ultrafast")
@@ -162,7 +163,7 @@ def write_project(spec: Spec, progress: bool = True) -> dict:
     jobs, kinds = [], []
     # calibration session
     calib = calibration_name()
-    rvecs, tvecs = board.board_poses(spec.calibration_frames, np.random.default_rng(spec.seed + 101))
+    rvecs, tvecs = board.board_poses(spec.calibration_frames, np.random.default_rng(spec.seed + 101), rig=rig)
     np.savez(gt / f"{calib}.board_poses.npz", rvecs=rvecs, tvecs=tvecs)
     (out / calib).mkdir(parents=True, exist_ok=True)
     for c, name in enumerate(rig.names):
