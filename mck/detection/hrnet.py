@@ -130,6 +130,23 @@ class HRNet(nn.Module):
         self.transition3 = nn.ModuleList([nn.Sequential(), nn.Sequential(), nn.Sequential(), _down(4 * c, 8 * c)])
         self.stage4 = nn.Sequential(StageModule(4, 4, c), StageModule(4, 4, c), StageModule(4, 1, c))
         self.final_layer = nn.Conv2d(c, nof_joints, 1, stride=1)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """The official HRNet initialisation: conv weights N(0, 0.001²), biases 0, BatchNorm 1/0.
+
+        With PyTorch's default init the untrained net outputs heatmaps of magnitude ~3 against targets that are
+        ~0 almost everywhere, and a short (CPU, demo-size) training spends its first hundreds of steps shrinking
+        them before any peak is learned; from this init the net localises keypoints after a few epochs.
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+import cv2
 import numpy as np
 import scipy.ndimage
 import torch
@@ -48,11 +49,14 @@ def forward(model: nn.Module, images: np.ndarray) -> np.ndarray:
 def predict_centroids(model: nn.Module, frames: np.ndarray, subpixel: bool = False) -> np.ndarray:
     """Full-res grey frames (B, H, W) uint8 → centroids (B, 2) ``[u, v]`` full-res px (int64, or float64 if subpixel).
 
-    Subsample by 2, CLAHE, /255, ConvNet, blur 7×7 σ=2, parse (§D.1).
+    Subsample by 2, CLAHE, /255, ConvNet, blur 7×7 σ=2, parse (§D.1). ``subpixel=False`` is the lab's parsing
+    exactly (reflected blur border); ``subpixel=True`` also blurs with a zero border, so a peak near the edge of the
+    map is not pulled onto the edge row (``postprocess.blur_centernet``).
     """
     images = preprocess.clahe(preprocess.subsample(frames))
     maps = forward(model, images)[:, 0]
-    return postprocess.parse_centernet(postprocess.blur_centernet(maps), subpixel=subpixel)
+    border = cv2.BORDER_CONSTANT if subpixel else cv2.BORDER_DEFAULT
+    return postprocess.parse_centernet(postprocess.blur_centernet(maps, border), subpixel=subpixel)
 
 
 def predict_keypoints(model: nn.Module, frames: np.ndarray, centers: np.ndarray, crop_size: int = 512,

@@ -13,13 +13,18 @@ CENTERNET_STRIDE = 32  # full-res px per output cell (subsample 2 × network str
 HRNET_STRIDE = 2       # crop px per heatmap cell
 
 
-def blur_centernet(maps: np.ndarray) -> np.ndarray:
-    """Gaussian blur 7×7, σ=2 (OpenCV, default border) of each map in (B, h, w) float32, all at once."""
+def blur_centernet(maps: np.ndarray, border: int = cv2.BORDER_DEFAULT) -> np.ndarray:
+    """Gaussian blur 7×7, σ=2 of each map in (B, h, w) float32, all at once.
+
+    ``border``: OpenCV's default (reflect-101, the lab's) or ``cv2.BORDER_CONSTANT`` (zeros: no animal outside the
+    frame). The reflected border counts a peak two cells from the edge twice and can move the argmax onto the
+    edge row — on small maps (a 320×256 frame gives 8×10 cells) the centroid then jumps by 2 cells (64 px).
+    """
     maps = np.ascontiguousarray(maps, dtype=np.float32)
     out = np.empty_like(maps)
     for s in range(0, len(maps), 256):  # OpenCV filters take ≤ 512 channels
         chunk = np.ascontiguousarray(maps[s:s + 256].transpose(1, 2, 0))
-        blurred = cv2.GaussianBlur(chunk, (7, 7), 2)
+        blurred = cv2.GaussianBlur(chunk, (7, 7), 2, borderType=border)
         out[s:s + 256] = blurred.reshape(chunk.shape).transpose(2, 0, 1)
     return out
 

@@ -26,6 +26,7 @@ from mck.detection import infer, postprocess, preprocess
 from mck.detection.centernet import ConvNet
 from mck.detection.hrnet import HRNet
 from mck.detection.labels import LabelledImage, split_train_test
+from mck.runtime import Preempted, stop_requested
 
 HRNET_SIGMA_DIVISOR = 100.0    # exp(-d²/100) in crop px (§D.5)
 CENTERNET_DIVISOR = 1600.0     # exp(-d²/1600) in half-res px (§D.4)
@@ -43,14 +44,17 @@ class TrainResult:
 # ---------------------------------------------------------------- augmentation (numpy / OpenCV)
 
 def random_affine(rng: np.random.RandomState, center: tuple[float, float], out_size: tuple[int, int],
-                  augment: bool, in_scale: float = 1.0) -> np.ndarray:
-    """2×3 matrix mapping source px to output px: ``center`` → output centre, with a random similarity."""
+                  augment: bool, in_scale: float = 1.0, shift_size: tuple[float, float] | None = None) -> np.ndarray:
+    """2×3 matrix mapping source px to output px: ``center`` → output centre, with a random similarity.
+
+    The random shift is ±6.25 % of ``shift_size`` (default ``out_size``) per axis.
+    """
     ow, oh = out_size
     angle, scale, sx, sy = 0.0, 1.0, 0.0, 0.0
     if augment and rng.uniform() < 0.8:
         angle = rng.uniform(-25, 25)
         scale = 1.0 + rng.uniform(-0.2, 0.2)
-        sx, sy = rng.uniform(-0.0625, 0.0625, size=2) * np.array([ow, oh])
+        sx, sy = rng.uniform(-0.0625, 0.0625, size=2) * np.array(shift_size or (ow, oh), dtype=float)
     m = cv2.getRotationMatrix2D((float(center[0]), float(center[1])), angle, scale * in_scale)
     m[:, 2] += np.array([ow / 2 + sx - center[0], oh / 2 + sy - center[1]])
     return m
@@ -85,13 +89,19 @@ def _load_grey(path: Path) -> np.ndarray:
 
 def hrnet_sample(rng, img: np.ndarray, kp: np.ndarray, crop_size: int, augment: bool,
                  center: np.ndarray | None = None):
-    """(image uint8 (crop, crop) after CLAHE, keypoints in crop px (K, 2) NaN = missing)."""
+    """(image uint8 (crop, crop) after CLAHE, keypoints in crop px (K, 2) NaN = missing).
+
+    As the lab's (§D.5), the random shift is ±6.25 % of the square window ``min(H, W) − 2`` the lab augments before
+    its central crop — not of the crop — so the net sees the animal as far off-centre as the CenterNet centroid
+    (median of keypoints, ±1–2 cells) puts it at inference.
+    """
     if center is None:
         center = np.nanmean(kp, axis=0)
         if augment:
             center = center + rng.normal(0, 1, size=2)
         center = np.trunc(center)
-    m = random_affine(rng, center, (crop_size, crop_size), augment)
+    window = float(min(img.shape[:2]) - 2)
+    m = random_affine(rng, center, (crop_size, crop_size), augment, shift_size=(window, window))
     crop = cv2.warpAffine(img, m, (crop_size, crop_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     crop = preprocess.clahe(photometric(rng, crop, augment)[None])[0]
     return crop, transform_points(m, kp)
@@ -235,6 +245,9 @@ def _fit(kind: str, model: nn.Module, items: list[LabelledImage], *, epochs: int
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": _rng_state(rng),
                         "result": result, "epoch": epoch}, tmp)
             os.replace(tmp, ckpt)
+        if stop_requested():  # SLURM's SIGUSR2/SIGTERM before the time limit: the checkpoint above resumes here
+            raise Preempted(f"{kind}: stopped after epoch {epoch} of {epochs}"
+                            + (f"; checkpoint {ckpt.name}" if ckpt is not None else ""))
         if deadline and time.perf_counter() > deadline:
             if log:
                 log.info("%s: time budget of %.1f min reached after epoch %d", kind, max_minutes, epoch)

@@ -27,6 +27,7 @@ def run(labels_dir: str, output_path: str, item: str = "", initial_channels: int
         raise InputError(f"need at least 2 labelled images, found {len(items)}", item=item, path=labels_dir)
     threads = infer.use_all_cores()
     ckpt = Path(str(output_path) + ".train_checkpoint.pt")
+    ckpt.parent.mkdir(parents=True, exist_ok=True)  # weights/ may not exist yet: the checkpoint is written per epoch
     result = train_centernet(items, initial_channels=initial_channels, epochs=epochs, batch_size=batch_size, lr=lr,
                              seed=int(seed), max_minutes=max_minutes, checkpoint=ckpt, device=device, log=log)
     with atomic_path(output_path) as tmp:

@@ -23,18 +23,28 @@ VIEWS = ("side", "bottom", "top")  # top last: its file is the step's "done" mar
 
 def run(labels_dir: str, views: dict, output_path: str, item: str = "", width: int = 32, stem_width: int = 64,
         crop_size: int = 512,
-        epochs: int = 250, batch_size: int = 8, lr: float = 2.5e-4, seed: int = 0,
+        epochs: int = 250, batch_size: int = 8, lr: float = 2.5e-4, seed: int = 0, transfer: bool = False,
         max_minutes: float | None = None, device: str | None = None, log: logging.Logger | None = None) -> dict:
-    """Train the three view models; ``max_minutes`` is the budget per view. Returns per-view metrics."""
+    """Train the three view models; ``max_minutes`` is the budget per view. Returns per-view metrics.
+
+    ``transfer``: start ``bottom`` from the trained ``side`` weights and ``top`` from ``bottom``'s instead of from
+    scratch. The top and bottom views have one camera's labels each; from a trained net they adapt in a few dozen
+    steps where from scratch they need hundreds (the demo's CPU-sized training relies on it).
+    """
     if crop_size <= 0 or crop_size % 32:
         raise InputError(f"crop_size must be a positive multiple of 32, got {crop_size}", item=item)
     views = dict(views)
     items = [it for it in read_labels(labels_dir) if (it.keypoints == it.keypoints).any()]
     threads = infer.use_all_cores()
     out_dir = Path(output_path).parent
-    metrics: dict = {"threads": threads, "device": str(torch.device(device) if device else infer_device())}
+    out_dir.mkdir(parents=True, exist_ok=True)  # weights/ may not exist yet: checkpoints are written per epoch
+    metrics: dict = {"threads": threads, "device": str(torch.device(device) if device else infer_device()),
+                     "transfer": bool(transfer)}
+    previous: Path | None = None
     for view in VIEWS:
         target = out_dir / f"hrnet_{view}.pth"
+        init = _load_init(previous, width, stem_width, item) if transfer and previous is not None else None
+        previous = target
         if target.exists() and view != "top":
             metrics[view] = {"skipped": "exists"}
             continue
@@ -45,8 +55,8 @@ def run(labels_dir: str, views: dict, output_path: str, item: str = "", width: i
                              item=item, path=labels_dir)
         ckpt = Path(str(target) + ".train_checkpoint.pt")
         result = train_hrnet(subset, width=width, stem_width=stem_width, crop_size=crop_size, epochs=epochs,
-                             batch_size=batch_size, lr=lr,
-                             seed=int(seed), max_minutes=max_minutes, checkpoint=ckpt, device=device, log=log)
+                             batch_size=batch_size, lr=lr, seed=int(seed), max_minutes=max_minutes, checkpoint=ckpt,
+                             device=device, init=init, log=log)
         with atomic_path(target) as tmp:
             torch.save(result.state_dict, tmp)
         ckpt.unlink(missing_ok=True)
@@ -56,3 +66,16 @@ def run(labels_dir: str, views: dict, output_path: str, item: str = "", width: i
             log.info("hrnet_%s: %d images, %d epochs, val median %.2f px, %.0f s", view, len(subset),
                      len(result.history), result.best_median_px, result.seconds)
     return metrics
+
+
+def _load_init(path: Path, width: int, stem_width: int, item: str) -> dict:
+    """The previous view's weights as the start of the next (``transfer``); they must have this run's sizes."""
+    from mck.detection.hrnet import HRNet
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    expected = {k: tuple(v.shape) for k, v in HRNet(c=width, stem_width=stem_width).state_dict().items()}
+    if {k: tuple(v.shape) for k, v in state.items()} != expected:
+        raise InputError(f"transfer: {path.name} was trained with other network sizes than width={width}, "
+                         f"stem_width={stem_width}", item=item, path=str(path),
+                         fix="delete the weights folder's hrnet_*.pth or run with overwrite=true")
+    return state

@@ -164,3 +164,39 @@ def test_renderer_casts_exact_rays():
     t = (b - np.sqrt(np.where(hit, disc, 0))) / a
     np.testing.assert_allclose(depth[hit], t[hit], rtol=1e-5)
     assert image[hit].min() >= 200 * 0.45 - 1e-3 and image[~hit].max() == 0
+
+
+def test_score_measures_known_errors(tiny: Path, tmp_path: Path):
+    """``mck.score`` on outputs made from the truth with known offsets reports exactly those offsets: 0 for the
+    true calibration, 3 mm for triangulation (with NaN holes not counted), 1 mm for GIMBAL on its 14 keypoints."""
+    import shutil
+
+    from mck.score import format_table, score_project
+    from mck.skeleton import MOUSE
+
+    out = tmp_path / "out"
+    (out / CALIB).mkdir(parents=True)
+    shutil.copy(tiny / "ground_truth" / "camera_params.h5", out / CALIB / f"{CALIB}.camera_params.h5")
+    columns = np.asarray(MOUSE.node_order) + 1
+    for session in SESSIONS:
+        (out / session).mkdir()
+        truth = load_ground_truth(tiny, session)["keypoints3d"]
+        tri = truth + np.array([3.0, 0.0, 0.0])
+        tri[::4, 0] = np.nan                                   # a quarter of the tail tips missing
+        np.save(out / session / f"{session}.robust_triangulation.npy", tri)
+        np.save(out / session / f"{session}.gimbal.npy", truth[:, columns] + np.array([0.0, 1.0, 0.0]))
+    scores = score_project(tiny, out)
+    cal = scores["calibration"][CALIB]
+    assert cal["max_centre_error_mm"] < 1e-6 and cal["max_focal_error_pct"] < 1e-9
+    assert cal["max_reprojection_rms_px"] < 1e-6
+    tri, gim, same = scores["triangulation"], scores["gimbal"], scores["same_points"]
+    np.testing.assert_allclose([tri["median_mm"], tri["p95_mm"]], 3.0, atol=1e-6)
+    n_frames = sum(len(load_ground_truth(tiny, s)["keypoints3d"]) for s in SESSIONS)
+    expected_missing = sum(len(range(0, len(load_ground_truth(tiny, s)["keypoints3d"]), 4)) for s in SESSIONS)
+    assert tri["fraction_triangulated"] == pytest.approx(1 - expected_missing / (15 * n_frames))
+    np.testing.assert_allclose([gim["median_mm"], gim["mean_mm"]], 1.0, atol=1e-6)
+    assert gim["fraction_triangulated"] == 1.0
+    assert same["gimbal"]["n"] == same["triangulation"]["n"] == 14 * n_frames    # tail tip is not a GIMBAL node
+    assert scores["centernet"] is None and scores["hrnet"] is None
+    table = format_table(scores)
+    assert "median 1.00 vs 3.00" in table and "—" in table

@@ -1,0 +1,109 @@
+"""The whole pipeline on the tiny synthetic project, through the real entry point (issue #9):
+``python -m mck demo root=DIR tiny=true`` — then the outputs, ``status --json``, the score against the ground truth,
+and a second run that skips everything. About 5 minutes on 2 CPU cores (train_hrnet is most of it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mck.demo import STAGES, _implemented
+
+pytestmark = pytest.mark.slow
+
+SESSION = "20240422_J04301"
+CALIBRATION = "20240422_calibration"
+CAMERAS = ("top", "side1", "side2", "side3", "side4", "bottom")
+
+#: Measured on the tiny project (2 CPU cores, 2026-11): triangulation median 12.7 mm (mean 19.9, 95.5 %
+#: triangulated), GIMBAL median 13.4 mm; HRNet median 5.2 px on 320×256 frames; calibration centres ≤ 4.2 mm.
+MAX_TRIANGULATION_MEDIAN_MM = 25.0
+MAX_GIMBAL_MEDIAN_MM = 30.0
+MIN_FRACTION_TRIANGULATED = 0.8
+#: GIMBAL's median on the points triangulation also estimates, relative to triangulation's (measured 0.93).
+GIMBAL_VS_TRIANGULATION = 1.2
+
+
+def _demo(root: Path, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MCK_DATA_ROOT", "MCK_ITEMS_URL")}
+    return subprocess.run([sys.executable, "-m", "mck", "demo", f"root={root}", "tiny=true"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _expected_outputs(root: Path) -> dict[str, list[Path]]:
+    s = root / SESSION
+    videos = [f"{SESSION}.{cam}" for cam in CAMERAS]
+    weights = root / "weights"
+    expected = {
+        "probe": [s / f"{v}.probe.json" for v in videos],
+        "calibration": [root / CALIBRATION / f"{CALIBRATION}.camera_params.h5"],
+        "train_centernet": [weights / "centernet.pth"],
+        "train_hrnet": [weights / f"hrnet_{view}.pth" for view in ("top", "side", "bottom")],
+        "centernet": [s / f"{v}.centroid.npy" for v in videos],
+        "hrnet": [s / f"{v}.keypoints.h5" for v in videos],
+        "triangulation": [s / f"{SESSION}.robust_triangulation.npy", s / f"{SESSION}.triangulation.h5"],
+        "fit_gimbal": [weights / "gimbal_params.p"],
+        "gimbal": [s / f"{SESSION}.gimbal.npy"],
+        "qc": [s / f"{SESSION}.qc.json"],
+        "report": [root / "report" / "index.html"],
+    }
+    assert set(expected) == {step for step, _, _ in STAGES}, "update the test when the demo gains a stage"
+    return {step: paths for step, paths in expected.items() if _implemented(step)}
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    """mtime of every output and job record (a re-executed job rewrites both)."""
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()
+            and "ground_truth" not in p.parts and "labels" not in p.parts and p.name != "score.json"}
+
+
+def test_demo_runs_the_whole_pipeline_scores_it_and_skips_on_rerun(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    started = time.time()
+    first = _demo(root, tmp_path, timeout=900)
+    assert first.returncode == 0, f"demo failed:\n{first.stdout[-6000:]}\n{first.stderr[-6000:]}"
+    first_s = time.time() - started
+
+    expected = _expected_outputs(root)
+    missing = [str(p) for paths in expected.values() for p in paths if not p.is_file() or p.stat().st_size == 0]
+    assert not missing, f"missing outputs: {missing}"
+
+    env = {**os.environ, "MCK_DATA_ROOT": str(root)}
+    status = subprocess.run([sys.executable, "-m", "mck", "status", "--json"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    by_step = {s["step"]: s for s in json.loads(status.stdout)}
+    for step in expected:
+        counts = by_step[step]["counts"]
+        assert counts["done"] >= 1 and counts["done"] == sum(counts.values()), (step, counts, by_step[step])
+
+    score = json.loads((root / "score.json").read_text())
+    tri = score["triangulation"]
+    assert tri is not None, score
+    assert tri["median_mm"] < MAX_TRIANGULATION_MEDIAN_MM, tri
+    assert tri["fraction_triangulated"] > MIN_FRACTION_TRIANGULATED, tri
+    assert score["calibration"] and score["centernet"] and score["hrnet"], score
+    if "gimbal" in expected:
+        assert score["gimbal"] is not None and score["gimbal"]["median_mm"] < MAX_GIMBAL_MEDIAN_MM, score["gimbal"]
+        same = score["same_points"]      # on the points both estimate, the skeletal prior must not make things worse
+        assert same["gimbal"]["median"] < GIMBAL_VS_TRIANGULATION * same["triangulation"]["median"], same
+    assert "triangulation" in first.stdout and "score vs ground truth" in first.stdout
+
+    before = _snapshot(root)
+    started = time.time()
+    second = _demo(root, tmp_path, timeout=600)
+    second_s = time.time() - started
+    assert second.returncode == 0, f"second demo failed:\n{second.stdout[-4000:]}\n{second.stderr[-4000:]}"
+    output = second.stdout + second.stderr
+    assert "using the synthetic project" in output
+    assert ": running (mck.steps." not in output, "a job was re-executed on the second run"
+    after = _snapshot(root)
+    changed = sorted(p for p, t in after.items() if before.get(p) != t)
+    assert not changed, f"the second run rewrote: {changed[:10]}"
+    assert second_s < max(120.0, first_s / 3), (first_s, second_s)
