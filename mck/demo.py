@@ -24,15 +24,17 @@ STAGES: list[tuple[str, list[str], list[str]]] = [
     ("calibration", ["-m", "calibration=glob(*)"], []),
     ("train_centernet", [], ["step.func_kwargs.initial_channels=16", "step.func_kwargs.epochs=10",
                              "step.func_kwargs.lr=1e-3"]),
-    ("train_hrnet", [], ["step.func_kwargs.width=4", "step.func_kwargs.stem_width=8",
-                         "step.func_kwargs.crop_size=256", "step.func_kwargs.epochs=3",
+    ("train_hrnet", [], ["step.func_kwargs.width=8", "step.func_kwargs.stem_width=16",
+                         "step.func_kwargs.crop_size=192", "step.func_kwargs.epochs=4",
                          "step.func_kwargs.batch_size=4", "step.func_kwargs.lr=1e-3", "step.func_kwargs.transfer=true"]),
-    ("centernet", ["-m", "video=glob(*)"], []),
-    ("hrnet", ["-m", "video=glob(*)"], ["step.func_kwargs.crop_size=256"]),
+    ("centernet", ["-m", "video=glob(*)"], ["step.func_kwargs.batch_size=8"]),   # 8: fastest on CPU (bench_detection)
+    ("hrnet", ["-m", "video=glob(*)"], ["step.func_kwargs.crop_size=192", "step.func_kwargs.batch_size=8"]),
     ("triangulation", ["-m", "session=glob(*)"], []),
     ("fit_gimbal", [], []),
     ("gimbal", ["-m", "session=glob(*)"], []),
     ("qc", ["-m", "session=glob(*)"], []),
+    ("export", ["-m", "session=glob(*)"], []),
+    ("compression", ["-m", "video=glob(*)"], []),   # verified copies beside the raw videos, which stay untouched
     ("report", [], []),
 ]
 
@@ -43,7 +45,7 @@ TINY: dict[str, list[str]] = {
     "train_hrnet": ["step.func_kwargs.width=8", "step.func_kwargs.stem_width=16", "step.func_kwargs.crop_size=160",
                     "step.func_kwargs.epochs=20", "step.func_kwargs.batch_size=4", "step.func_kwargs.lr=1e-3",
                     "step.func_kwargs.transfer=true"],
-    "hrnet": ["step.func_kwargs.crop_size=160"],
+    "hrnet": ["step.func_kwargs.crop_size=160", "step.func_kwargs.batch_size=8"],
     "fit_gimbal": ["step.func_kwargs.num_states=8"],   # 40 frames: too few complete poses for 50 states
 }
 

@@ -264,6 +264,7 @@ def train_hrnet(items: list[LabelledImage], *, width: int = 32, stem_width: int 
                 log: logging.Logger | None = None) -> TrainResult:
     """Train an HRNet(width, joints) on labelled full-res frames; returns the best-validation state dict."""
     device = torch.device(device) if device else infer_device()
+    torch.manual_seed(seed)  # the initial weights belong to the seeded run
     model = HRNet(c=width, nof_joints=joints, stem_width=stem_width)
     if init is not None:
         model.load_state_dict(init, strict=True)
@@ -277,6 +278,7 @@ def train_centernet(items: list[LabelledImage], *, initial_channels: int = 32, e
                     init: dict | None = None, log: logging.Logger | None = None) -> TrainResult:
     """Train a CenterNet ConvNet(initial_channels) on labelled full-res frames."""
     device = torch.device(device) if device else infer_device()
+    torch.manual_seed(seed)  # the initial weights belong to the seeded run
     model = ConvNet(initial_channels=initial_channels)
     if init is not None:
         model.load_state_dict(init, strict=True)

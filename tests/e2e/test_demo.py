@@ -51,6 +51,8 @@ def _expected_outputs(root: Path) -> dict[str, list[Path]]:
         "fit_gimbal": [weights / "gimbal_params.p"],
         "gimbal": [s / f"{SESSION}.gimbal.npy"],
         "qc": [s / f"{SESSION}.qc.json"],
+        "export": [s / f"{SESSION}.nwb", s / f"{SESSION}.kpms.nwb"],
+        "compression": [s / f"{v}.compressed.mp4" for v in videos],
         "report": [root / "report" / "index.html"],
     }
     assert set(expected) == {step for step, _, _ in STAGES}, "update the test when the demo gains a stage"
