@@ -34,26 +34,10 @@ import scipy.ndimage
 import torch
 
 from mck.detection import ConvNet, HRNet, infer, preprocess
+from mck.detection.random_init import randomize
 from mck.steps import centernet as centernet_step
 from mck.steps import hrnet as hrnet_step
 from mck.video import iter_frames, write_video
-
-
-def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """He-scaled conv weights, random BatchNorm statistics, eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.weight[0].numel() ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return model.eval()
 
 
 def unit_heatmaps(model: HRNet, crop: int) -> HRNet:

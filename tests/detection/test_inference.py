@@ -14,6 +14,7 @@ import scipy.ndimage
 import torch
 
 from mck.detection import ConvNet, HRNet, infer, postprocess
+from mck.detection.random_init import randomize
 from mck.errors import InputError
 from mck.runtime import Preempted, clear_stop, request_stop
 from mck.steps import centernet as centernet_step
@@ -36,24 +37,6 @@ def one_torch_thread(monkeypatch):
 
 
 # ---------------------------------------------------------------- helpers
-
-def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """He-scaled conv weights, small biases, BatchNorm with random affine and running statistics; eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (1.0 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return model.eval()
-
 
 def tiny_hrnet(seed: int = 0) -> HRNet:
     return randomize(HRNet(c=4, nof_joints=JOINTS, stem_width=8), seed)
