@@ -197,6 +197,7 @@ def test_score_measures_known_errors(tiny: Path, tmp_path: Path):
     np.testing.assert_allclose([gim["median_mm"], gim["mean_mm"]], 1.0, atol=1e-6)
     assert gim["fraction_triangulated"] == 1.0
     assert same["gimbal"]["n"] == same["triangulation"]["n"] == 14 * n_frames    # tail tip is not a GIMBAL node
+    assert same["keypoints_gimbal_better"] == 14 and len(same["per_keypoint"]) == 14
     assert scores["centernet"] is None and scores["hrnet"] is None
     table = format_table(scores)
-    assert "median 1.00 vs 3.00" in table and "—" in table
+    assert "median 1.00 vs 3.00" in table and "lower on 14 of 14 keypoints" in table and "—" in table
