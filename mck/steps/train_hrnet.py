@@ -14,6 +14,7 @@ import torch
 
 from mck.detection import infer
 from mck.detection.labels import read_labels
+from mck.detection.load import load_hrnet
 from mck.detection.train import infer_device, train_hrnet
 from mck.errors import InputError
 from mck.io import atomic_path
@@ -40,14 +41,12 @@ def run(labels_dir: str, views: dict, output_path: str, item: str = "", width: i
     out_dir.mkdir(parents=True, exist_ok=True)  # weights/ may not exist yet: checkpoints are written per epoch
     metrics: dict = {"threads": threads, "device": str(torch.device(device) if device else infer_device()),
                      "transfer": bool(transfer)}
-    previous: Path | None = None
-    for view in VIEWS:
+    for i, view in enumerate(VIEWS):
         target = out_dir / f"hrnet_{view}.pth"
-        init = _load_init(previous, width, stem_width, item) if transfer and previous is not None else None
-        previous = target
         if target.exists() and view != "top":
             metrics[view] = {"skipped": "exists"}
             continue
+        init = _load_init(out_dir / f"hrnet_{VIEWS[i - 1]}.pth", width, stem_width, item) if transfer and i else None
         subset = [it for it in items if views.get(it.camera) == view]
         if len(subset) < 2:
             raise InputError(f"view {view!r}: need at least 2 labelled images, found {len(subset)} "
@@ -70,12 +69,10 @@ def run(labels_dir: str, views: dict, output_path: str, item: str = "", width: i
 
 def _load_init(path: Path, width: int, stem_width: int, item: str) -> dict:
     """The previous view's weights as the start of the next (``transfer``); they must have this run's sizes."""
-    from mck.detection.hrnet import HRNet
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    expected = {k: tuple(v.shape) for k, v in HRNet(c=width, stem_width=stem_width).state_dict().items()}
-    if {k: tuple(v.shape) for k, v in state.items()} != expected:
+    model = load_hrnet(path, device="cpu")  # checks the file against the architecture its shapes imply
+    sizes = (model.c, model.stem_width, model.nof_joints, model.in_channels)
+    if sizes != (width, stem_width, 15, 1):  # 15 joints, 1 input channel: what train_hrnet builds
         raise InputError(f"transfer: {path.name} was trained with other network sizes than width={width}, "
                          f"stem_width={stem_width}", item=item, path=str(path),
                          fix="delete the weights folder's hrnet_*.pth or run with overwrite=true")
-    return state
+    return model.state_dict()
