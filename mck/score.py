@@ -138,40 +138,47 @@ def _video_rows(g: dict, c: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, frames[rows]
 
 
-def score_centernet(output_root: Path, gt: dict[str, dict]) -> dict | None:
-    errors: dict[str, list[np.ndarray]] = {}
+def _video_outputs(output_root: Path, gt: dict[str, dict], suffix: str):
+    """``(session, ground truth, camera index, camera name, path)`` of every ``{session}.{camera}.{suffix}`` that
+    exists."""
     for session, g in gt.items():
         for c, cam in enumerate(g["cameras"]):
-            path = output_root / session / f"{session}.{cam}.centroid.npy"
-            if not path.is_file():
-                continue
-            pred = np.load(path).astype(float)
-            rows, frames = _video_rows(g, c, len(pred))
-            errors.setdefault(str(cam), []).append(np.linalg.norm(pred[frames] - g["centroid"][rows, c], axis=-1))
+            path = output_root / session / f"{session}.{cam}.{suffix}"
+            if path.is_file():
+                yield session, g, c, str(cam), path
+
+
+def _grouped_stats(errors: dict[str, list[np.ndarray]]) -> tuple[dict[str, dict | None], dict | None]:
+    """Stats per group of error arrays, and over all of them."""
+    return ({group: _stats(np.concatenate(e)) for group, e in errors.items()},
+            _stats(np.concatenate([np.concatenate(e) for e in errors.values()])))
+
+
+def score_centernet(output_root: Path, gt: dict[str, dict]) -> dict | None:
+    errors: dict[str, list[np.ndarray]] = {}
+    for _, g, c, cam, path in _video_outputs(output_root, gt, "centroid.npy"):
+        pred = np.load(path).astype(float)
+        rows, frames = _video_rows(g, c, len(pred))
+        errors.setdefault(cam, []).append(np.linalg.norm(pred[frames] - g["centroid"][rows, c], axis=-1))
     if not errors:
         return None
-    per_camera = {cam: _stats(np.concatenate(e)) for cam, e in errors.items()}
-    return {"per_camera_median_px": {cam: s and s["median"] for cam, s in per_camera.items()},
-            "all": _stats(np.concatenate([np.concatenate(e) for e in errors.values()]))}
+    per_camera, everything = _grouped_stats(errors)
+    return {"per_camera_median_px": {cam: s and s["median"] for cam, s in per_camera.items()}, "all": everything}
 
 
 def score_hrnet(output_root: Path, gt: dict[str, dict]) -> dict | None:
     from mck.keypoints_io import load_keypoints
 
     errors: dict[str, list[np.ndarray]] = {}
-    for session, g in gt.items():
-        for c, cam in enumerate(g["cameras"]):
-            path = output_root / session / f"{session}.{cam}.keypoints.h5"
-            if not path.is_file():
-                continue
-            uv, _ = load_keypoints(path, item=f"{session}.{cam}")
-            rows, frames = _video_rows(g, c, len(uv))
-            d = np.linalg.norm(uv[frames] - g["uv"][rows, c], axis=-1)       # (n, 15)
-            errors.setdefault(_view(str(cam)), []).append(d[g["visible"][rows, c]])
+    for session, g, c, cam, path in _video_outputs(output_root, gt, "keypoints.h5"):
+        uv, _ = load_keypoints(path, item=f"{session}.{cam}")
+        rows, frames = _video_rows(g, c, len(uv))
+        d = np.linalg.norm(uv[frames] - g["uv"][rows, c], axis=-1)       # (n, 15)
+        errors.setdefault(_view(cam), []).append(d[g["visible"][rows, c]])
     if not errors:
         return None
-    return {"per_view": {view: _stats(np.concatenate(e)) for view, e in errors.items()},
-            "all": _stats(np.concatenate([np.concatenate(e) for e in errors.values()]))}
+    per_view, everything = _grouped_stats(errors)
+    return {"per_view": per_view, "all": everything}
 
 
 def _errors_3d(output_root: Path, gt: dict[str, dict], est_ext: dict[str, np.ndarray | None], name: str,
