@@ -34,6 +34,7 @@ import scipy.ndimage
 import torch
 
 from mck.detection import ConvNet, HRNet, infer, preprocess
+from mck.detection.lab_reference import lab_centroid, lab_keypoints
 from mck.detection.random_init import randomize
 from mck.steps import centernet as centernet_step
 from mck.steps import hrnet as hrnet_step
@@ -69,7 +70,6 @@ def synthetic_frames(n: int, h: int, w: int, seed: int = 0):
 # ---------------------------------------------------------------- the lab's per-frame loops
 
 def lab_centernet(model: torch.nn.Module, video: str, keep_frames: list | None = None) -> np.ndarray:
-    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(32, 32))
     cap = cv2.VideoCapture(video)
     out = []
     while True:
@@ -79,38 +79,22 @@ def lab_centernet(model: torch.nn.Module, video: str, keep_frames: list | None =
         grey = frame[:, :, 0]
         if keep_frames is not None:
             keep_frames.append(grey.copy())
-        img = clahe.apply(np.ascontiguousarray(grey[::2, ::2]))
-        x = torch.from_numpy(img.astype(np.float32) / 255.0)[None, None]
-        with torch.no_grad():
-            y = model(x)[0, 0].numpy()
-        y = cv2.GaussianBlur(y, (7, 7), 2)
-        out.append([np.argmax(y.max(0)) * 32, np.argmax(y.max(1)) * 32])
+        out.append(lab_centroid(model, grey))
     cap.release()
     return np.array(out, dtype=np.int64)
 
 
 def lab_hrnet(model: torch.nn.Module, video: str, centroid_path: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     centers = scipy.ndimage.median_filter(np.load(centroid_path), size=(11, 1)).astype(int)
-    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(32, 32))
     cap = cv2.VideoCapture(video)
-    half = size // 2
     uvs, confs = [], []
-    for x, y in centers:
+    for center in centers:
         ok, frame = cap.read()
         if not ok:
             break
-        grey = frame[:, :, 0]
-        h, w = grey.shape
-        canvas = np.zeros((size, size), np.uint8)
-        y0, y1, x0, x1 = max(y - half, 0), min(y + half, h), max(x - half, 0), min(x + half, w)
-        canvas[y0 - (y - half):y1 - (y - half), x0 - (x - half):x1 - (x - half)] = grey[y0:y1, x0:x1]
-        inp = torch.from_numpy(clahe.apply(canvas).astype(np.float32) / 255.0)[None, None]
-        with torch.no_grad():
-            heat = model(inp)[0].numpy()
-        k, _, hw = heat.shape
-        idx = heat.reshape(k, -1).argmax(1)
-        uvs.append(np.stack([2 * (idx % hw), 2 * (idx // hw)], 1) + np.array([x - half, y - half]))
-        confs.append(np.clip(heat.reshape(k, -1)[np.arange(k), idx], 0, 1))
+        uv, conf = lab_keypoints(model, frame[:, :, 0], center, size)
+        uvs.append(uv)
+        confs.append(conf)
     cap.release()
     return np.array(uvs, np.float32), np.array(confs, np.float32)
 

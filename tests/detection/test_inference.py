@@ -14,6 +14,7 @@ import scipy.ndimage
 import torch
 
 from mck.detection import ConvNet, HRNet, infer, postprocess
+from mck.detection.lab_reference import lab_centroid, lab_keypoints
 from mck.detection.random_init import randomize
 from mck.errors import InputError
 from mck.runtime import Preempted, clear_stop, request_stop
@@ -54,42 +55,6 @@ def mouse_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
         cx, cy = int(w * (0.2 + 0.6 * i / max(n - 1, 1))), int(h * (0.3 + 0.4 * rng.uniform()))
         cv2.ellipse(frames[i], (cx, cy), (w // 8, h // 12), 30.0 * i, 0, 360, 220, -1)
     return frames
-
-
-def lab_centroid(model: torch.nn.Module, frame: np.ndarray) -> np.ndarray:
-    """§D.1 for one grey frame, written like the lab's loop: subsample, CLAHE, /255, forward, blur, parse."""
-    img = np.ascontiguousarray(frame[::2, ::2])
-    img = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(32, 32)).apply(img)
-    x = torch.from_numpy(img.astype(np.float32) / 255.0)[None, None]
-    with torch.no_grad():
-        out = model(x)[0, 0].numpy()
-    out = cv2.GaussianBlur(out, (7, 7), 2)
-    u = np.argmax(np.max(out, axis=0))
-    v = np.argmax(np.max(out, axis=1))
-    return np.array([u, v], dtype=np.int64) * 32
-
-
-def lab_keypoints(model: torch.nn.Module, frame: np.ndarray, center, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """§D.2 steps 2–6 for one frame: zero canvas, paste the clipped window, CLAHE, forward, argmax parse."""
-    x, y = int(center[0]), int(center[1])
-    half = size // 2
-    h, w = frame.shape
-    canvas = np.zeros((size, size), np.uint8)
-    y0, y1, x0, x1 = max(y - half, 0), min(y + half, h), max(x - half, 0), min(x + half, w)
-    if y1 > y0 and x1 > x0:
-        canvas[y0 - (y - half):y1 - (y - half), x0 - (x - half):x1 - (x - half)] = frame[y0:y1, x0:x1]
-    crop = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(32, 32)).apply(canvas)
-    inp = torch.from_numpy(crop.astype(np.float32) / 255.0)[None, None]
-    with torch.no_grad():
-        heat = model(inp)[0].numpy()
-    k, hh, hw = heat.shape
-    uv = np.zeros((k, 2), np.float32)
-    conf = np.zeros(k, np.float32)
-    for j in range(k):
-        idx = np.argmax(heat[j])
-        uv[j] = (2 * (idx % hw), 2 * (idx // hw))
-        conf[j] = np.clip(heat[j].flat[idx], 0, 1)
-    return uv + np.array([x - half, y - half], np.float32), conf
 
 
 # ---------------------------------------------------------------- parity with the lab's procedure
