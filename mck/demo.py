@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from mck.config import REPO_ROOT
+from mck.synth import TINY_SIZE
 
 #: (step, sweep, demo-size overrides for the default 640×512 project). Sizes are chosen so the whole demo runs in
 #: minutes on 2 CPU cores: CPU-sized networks (HRNet width 4–8 instead of 32), crops that hold the synthetic mouse
@@ -64,7 +65,7 @@ def _is_tiny(root: Path) -> bool:
     """A project written by ``synth --tiny`` (its manifest's frame size), so a re-run keeps the tiny sizes."""
     try:
         with open(root / "ground_truth" / "manifest.json") as f:
-            return list(json.load(f)["args"]["size"]) == [320, 256]
+            return tuple(json.load(f)["args"]["size"]) == TINY_SIZE
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

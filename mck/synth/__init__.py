@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: Frame size (W, H) of ``python -m mck synth --tiny`` projects.
+TINY_SIZE = (320, 256)
+
 
 def load_ground_truth(root: str | Path, session: str) -> dict[str, np.ndarray]:
     """Ground truth of one session: ``keypoints3d`` (T, 15, 3) mm, ``uv`` (T, 6, 15, 2) distorted px, ``visible``

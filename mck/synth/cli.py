@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mck.synth import TINY_SIZE
 from mck.synth.writer import Spec, write_project
 
 
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     tiny = args.tiny
-    size = tuple(int(v) for v in (args.size or ("320x256" if tiny else "640x512")).lower().split("x"))
+    size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else (TINY_SIZE if tiny else (640, 512))
     spec = Spec(out=args.out, sessions=args.sessions if args.sessions is not None else (1 if tiny else 2),
                 frames=args.frames or (40 if tiny else 600),
                 calibration_frames=args.calibration_frames or (120 if tiny else 360), seed=args.seed,
