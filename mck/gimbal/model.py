@@ -182,6 +182,24 @@ def positions_value_and_grad(model: Model, positions, directions, observations, 
     """:func:`positions_log_prob` and its gradient (N, K, 3), written out by hand (§C.6 step 1's formulas) so that
     each term is one fused elementwise pass — several times faster than reverse-mode autodiff on CPUs.
     ``tests/gimbal`` checks it against ``jax.grad``."""
+    obs, skel, steps, initial, grad = _positions_terms(model, positions, directions, observations, observed, outliers)
+    return obs.sum() + skel.sum() + steps.sum() + initial, grad
+
+
+def positions_frame_values_and_grad(model: Model, positions, directions, observations, observed, outliers):
+    """Per frame t, the terms of :func:`positions_log_prob` that involve x_t — observations, skeleton, the random-walk
+    steps into and out of t (and the initial prior at t = 0) — as (N,), and the gradient (N, K, 3). Each step term
+    appears in two frames' values, so ``values.sum()`` is the log prob only after removing that double count; the
+    sampler uses the values of every other frame at a time (frames whose neighbours are held fixed), where it is
+    exact."""
+    obs, skel, steps, initial, grad = _positions_terms(model, positions, directions, observations, observed, outliers)
+    none = jnp.zeros((1,), positions.dtype)
+    return obs + skel + (jnp.concatenate([none, steps]) + jnp.concatenate([steps, none])).at[0].add(initial), grad
+
+
+def _positions_terms(model: Model, positions, directions, observations, observed, outliers):
+    """Per-frame observation and skeleton terms (N,), random-walk step terms (N − 1,), the initial prior (scalar),
+    and the gradient of their sum (N, K, 3)."""
     P = model.camera_matrices
     x, y, z = (positions[:, None, :, d] for d in range(3))                  # (N, 1, K)
 
@@ -197,7 +215,7 @@ def positions_value_and_grad(model: Model, positions, directions, observations, 
     variance = jnp.where(outliers, model.obs_outlier_variance, model.obs_inlier_variance)
     weight = jnp.where(observed, 1.0 / variance, 0.0)
     obs_value = jnp.sum(-0.5 * weight * (eu * eu + ev * ev)
-                        - jnp.where(observed, LOG_2PI + jnp.log(variance), 0.0))
+                        - jnp.where(observed, LOG_2PI + jnp.log(variance), 0.0), axis=(1, 2))
     a, b = weight * eu / depth, weight * ev / depth                          # (N, C, K)
     c = a * pu + b * pv
     obs_grad = jnp.stack([jnp.sum(a * P[None, :, 0, d, None] + b * P[None, :, 1, d, None]
@@ -206,15 +224,15 @@ def positions_value_and_grad(model: Model, positions, directions, observations, 
     residual = parent_offsets(model, positions) - model.radii[:, None] * directions
     scaled = residual / model.radial_variance[:, None]                       # (N, K, 3)
     skel_value = jnp.sum(-0.5 * jnp.sum(residual * scaled, axis=-1)
-                         - 1.5 * (LOG_2PI + jnp.log(model.radial_variance)))
+                         - 1.5 * (LOG_2PI + jnp.log(model.radial_variance)), axis=-1)
     skel_grad = (-scaled).at[:, model.parents[1:]].add(scaled[:, 1:])
 
     step = (positions[1:] - positions[:-1]) / model.dt_variance[:, None]
-    dyn_value = (jnp.sum(-0.5 * jnp.sum((positions[1:] - positions[:-1]) * step, axis=-1)
-                         - 1.5 * (LOG_2PI + jnp.log(model.dt_variance)))
-                 + jnp.sum(-0.5 * jnp.sum(positions[0] ** 2, axis=-1) / model.initial_variance
-                           - 1.5 * (LOG_2PI + jnp.log(model.initial_variance))))
+    step_value = jnp.sum(-0.5 * jnp.sum((positions[1:] - positions[:-1]) * step, axis=-1)
+                         - 1.5 * (LOG_2PI + jnp.log(model.dt_variance)), axis=-1)           # (N − 1,)
+    initial_value = jnp.sum(-0.5 * jnp.sum(positions[0] ** 2, axis=-1) / model.initial_variance
+                            - 1.5 * (LOG_2PI + jnp.log(model.initial_variance)))
     zero = jnp.zeros_like(positions[:1])
     dyn_grad = jnp.concatenate([step, zero]) - jnp.concatenate([zero, step])
     dyn_grad = dyn_grad.at[0].add(-positions[0] / model.initial_variance[:, None])
-    return obs_value + skel_value + dyn_value, obs_grad + skel_grad + dyn_grad
+    return obs_value, skel_value, step_value, initial_value, obs_grad + skel_grad + dyn_grad

@@ -7,7 +7,10 @@ stopped after any iteration and resumed from its state gives exactly the samples
 Deliberate differences from the lab's code (algorithms.md §E): missing views are masked out of the likelihood
 (quirk 8); the heading conditional weights each keypoint by κ (the exact conditional; quirk 5 — pass
 ``exact_heading=False`` for the lab's unweighted version); the initial heading points from the heading base to the
-tip keypoint as in the fitted canonical frame (quirk 6).
+tip keypoint as in the fitted canonical frame (quirk 6). Beyond the quirks: positions are updated by HMC with one
+Metropolis decision per frame (the even frames on even iterations, the odd ones on odd iterations — exact given the
+first-order random walk) instead of one for the whole session, whose acceptance falls with the session's length
+(``position_update="joint"`` is the lab's).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from mck.gimbal import model as M
 from mck.gimbal.distributions import sample_dirichlet, sample_vmf, sample_von_mises
 from mck.gimbal.hmm import sample_states, transition_counts
 from mck.gimbal.model import Model
+
+
+POSITION_UPDATES = ("frames", "joint")
 
 
 class Data(NamedTuple):
@@ -47,7 +53,7 @@ class SamplerState(NamedTuple):
     transition_matrix: jnp.ndarray  # (S, S) row-stochastic, row = from
     positions_sum: jnp.ndarray      # (N, K, 3) Σ of kept samples
     samples_kept: jnp.ndarray       # () int
-    accepted: jnp.ndarray           # () int: HMC acceptances so far
+    accepted: jnp.ndarray           # () float: HMC acceptances so far (fractions of frames for "frames" updates)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class SweepOptions:
     state_filter: str = "sequential"   # or "parallel": the lab's O(N·S³) associative scan (benchmark baseline)
     burn_in: int = 4000
     thin: int = 5
+    position_update: str = "frames"    # or "joint": the lab's one accept/reject for the whole session
 
 
 # ----------------------------------------------------------------------------------------------- conditionals
@@ -91,6 +98,42 @@ def resample_positions(key, model: Model, data: Data, state: SamplerState, step_
     log_ratio = (logp1 - 0.5 * jnp.sum(p1 ** 2)) - (logp0 - 0.5 * jnp.sum(p0 ** 2))
     accept = jnp.isfinite(log_ratio) & (jnp.log(jr.uniform(k_accept, dtype=x0.dtype)) < log_ratio)
     return jnp.where(accept, x1, x0), accept
+
+
+def resample_positions_by_frames(key, model: Model, data: Data, state: SamplerState, step_size,
+                                 num_leapfrog_steps: int, parity):
+    """One HMC transition for the frames t with t % 2 == ``parity``, the others held fixed. Given its neighbours,
+    each frame's positions are conditionally independent of all others (the random walk is first order), so every
+    moving frame gets its own Metropolis decision; the sweep alternates the parity, so every frame moves every other
+    iteration at the cost of one joint update. The lab's joint update (:func:`resample_positions`) makes one decision
+    for all N·K·3 coordinates, whose acceptance falls with the session's length and can stay at 0 (the chain then
+    silently returns its initialisation). Returns (positions (N, K, 3), fraction of the moving frames accepted)."""
+    N, K = state.positions.shape[:2]
+    eps = jnp.broadcast_to(jnp.asarray(step_size, state.positions.dtype), (K,))[:, None]
+    moving = (jnp.arange(N) % 2 == parity)                                     # (N,)
+    mask = moving[:, None, None].astype(state.positions.dtype)
+
+    def value_and_grad(x):
+        return M.positions_frame_values_and_grad(model, x, state.directions, data.observations, data.observed,
+                                                 state.outliers)
+
+    k_momentum, k_accept = jr.split(key)
+    x0 = state.positions
+    p0 = jr.normal(k_momentum, x0.shape, dtype=x0.dtype) * mask
+    logp0, grad0 = value_and_grad(x0)
+
+    def leapfrog(carry, _):
+        x, p, grad, _ = carry
+        p = p + 0.5 * eps * grad * mask
+        x = x + eps * p
+        logp, grad = value_and_grad(x)
+        p = p + 0.5 * eps * grad * mask
+        return (x, p, grad, logp), None
+
+    (x1, p1, _, logp1), _ = jax.lax.scan(leapfrog, (x0, p0, grad0, logp0), None, length=num_leapfrog_steps)
+    log_ratio = (logp1 - 0.5 * jnp.sum(p1 ** 2, axis=(1, 2))) - (logp0 - 0.5 * jnp.sum(p0 ** 2, axis=(1, 2)))
+    accept = moving & jnp.isfinite(log_ratio) & (jnp.log(jr.uniform(k_accept, (N,), dtype=x0.dtype)) < log_ratio)
+    return jnp.where(accept[:, None, None], x1, x0), jnp.sum(accept) / jnp.maximum(jnp.sum(moving), 1)
 
 
 def resample_outliers(key, model: Model, data: Data, positions):
@@ -151,10 +194,15 @@ def iteration_keys(seed: int, iteration):
     return jr.split(jr.fold_in(jr.PRNGKey(seed), iteration), 6)
 
 
-def sweep(keys, model: Model, data: Data, state: SamplerState, options: SweepOptions) -> SamplerState:
-    """One MCMC sweep in the lab's order: positions, outliers, directions, headings, states, transitions."""
-    positions, accepted = resample_positions(keys[0], model, data, state, options.step_size,
-                                             options.num_leapfrog_steps)
+def sweep(keys, model: Model, data: Data, state: SamplerState, options: SweepOptions, iteration=0) -> SamplerState:
+    """One MCMC sweep in the lab's order: positions, outliers, directions, headings, states, transitions.
+    ``iteration`` picks the frames the "frames" position update moves (its parity)."""
+    if options.position_update == "frames":
+        positions, accepted = resample_positions_by_frames(keys[0], model, data, state, options.step_size,
+                                                           options.num_leapfrog_steps, iteration % 2)
+    else:
+        positions, accepted = resample_positions(keys[0], model, data, state, options.step_size,
+                                                 options.num_leapfrog_steps)
     outliers = resample_outliers(keys[1], model, data, positions)
     directions = resample_directions(keys[2], model, positions, state.headings, state.states)
     headings = resample_headings(keys[3], model, directions, state.states, options.exact_heading)
@@ -163,7 +211,7 @@ def sweep(keys, model: Model, data: Data, state: SamplerState, options: SweepOpt
     transition_matrix = resample_transition_matrix(keys[5], model, states)
     return state._replace(positions=positions, outliers=outliers, directions=directions, headings=headings,
                           states=states, transition_matrix=transition_matrix,
-                          accepted=state.accepted + accepted.astype(state.accepted.dtype))
+                          accepted=state.accepted + jnp.asarray(accepted, state.accepted.dtype))
 
 
 def log_joint(model: Model, data: Data, state: SamplerState):
@@ -178,7 +226,7 @@ def _run_chunk(model, data, state, start, stop, *, options: SweepOptions, seed: 
     """Iterations start … stop−1 (dynamic, stop − start ≤ ``length``): one compilation serves every chunk."""
     def body(iteration, carry):
         state, trace = carry
-        state = sweep(iteration_keys(seed, iteration), model, data, state, options)
+        state = sweep(iteration_keys(seed, iteration), model, data, state, options, iteration)
         keep = (iteration > options.burn_in) & (iteration % options.thin == 0)
         state = state._replace(positions_sum=state.positions_sum + jnp.where(keep, state.positions, 0.0),
                                samples_kept=state.samples_kept + keep.astype(state.samples_kept.dtype))
@@ -218,7 +266,7 @@ def initialize(key, model: Model, data: Data, init_positions) -> SamplerState:
     transition_matrix = jnp.full((num_states, num_states), 1.0 / num_states, dtype=x.dtype)
     return SamplerState(positions=x, outliers=outliers, directions=directions, headings=headings, states=states,
                         transition_matrix=transition_matrix, positions_sum=jnp.zeros_like(x),
-                        samples_kept=jnp.zeros((), jnp.int32), accepted=jnp.zeros((), jnp.int32))
+                        samples_kept=jnp.zeros((), jnp.int32), accepted=jnp.zeros((), x.dtype))
 
 
 def make_data(observations, outlier_probability, dtype="float64") -> Data:
@@ -266,16 +314,22 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
                   conf_center: float = 0.5, conf_gain: float = 20.0, pos_dt_variance=1.0,
                   obs_outlier_variance=1e6, obs_inlier_variance=None, step_size=0.2, num_leapfrog_steps: int = 5,
                   state_transition_count=1.0, exact_heading: bool = True, state_block_frames: int = 4096,
-                  state_filter: str = "sequential", dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
+                  state_filter: str = "sequential", position_update: str = "frames",
+                  dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
     """Model, data, initial state and static options for a chain (the pipeline's values as defaults, §C.3/C.7).
 
     ``init_positions`` (N, K, 3) mm default: DLT triangulation of ``uv``; gaps are interpolated either way.
     ρ = clip(sigmoid(``conf_gain`` · (``conf_center`` − conf))). ``burn_in`` default: 80 % of ``n_iters`` (the lab's
     4000 of 5000); samples with ``i > burn_in`` and ``i % thin == 0`` are averaged. ``pos_dt_variance`` scalar or
     (K,); ``obs_*_variance`` scalar or (C, K); ``step_size`` scalar or (K,); ``state_transition_count`` scalar or
-    (S,). ``exact_heading=False`` reproduces the lab's unweighted heading conditional.
+    (S,). ``exact_heading=False`` reproduces the lab's unweighted heading conditional; ``position_update="joint"``
+    the lab's single accept/reject for all positions (default "frames": one per frame, see
+    :func:`resample_positions_by_frames`).
     """
     from mck.gimbal.prepare import interpolate_positions, outlier_probability, triangulate_dlt
+
+    if position_update not in POSITION_UPDATES:
+        raise ValueError(f"position_update must be one of {POSITION_UPDATES}, got {position_update!r}")
 
     uv = np.asarray(uv, dtype=float)
     P = np.asarray(camera_matrices, dtype=float)
@@ -297,6 +351,7 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
     step = float(step_size) if np.ndim(step_size) == 0 else tuple(np.asarray(step_size, dtype=float).tolist())
     options = SweepOptions(step_size=step, num_leapfrog_steps=int(num_leapfrog_steps),
                            exact_heading=bool(exact_heading), state_block_frames=int(state_block_frames),
+                           position_update=str(position_update),
                            state_filter=str(state_filter), burn_in=int(n_iters * 0.8) if burn_in is None else int(burn_in), thin=int(thin))
     state = initialize(jr.PRNGKey(seed), model, data, interpolate_positions(np.asarray(init_positions)))
     return model, data, state, options

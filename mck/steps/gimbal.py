@@ -28,6 +28,9 @@ from mck.keypoints_io import load_keypoints
 from mck.runtime import Preempted, stop_requested
 from mck.steps.fit_gimbal import to_node_order
 
+#: Below this HMC acceptance rate the chain has barely left its initialisation (the log says so).
+LOW_ACCEPTANCE = 0.05
+
 
 def trace_path(output_path: str) -> str:
     """``{session}.gimbal.npy`` → ``{session}.ll.npy``."""
@@ -56,15 +59,19 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
         alignment_path: str | None, output_path: str, n_iters: int = 5000, burn_in: int = 4000, thin: int = 5,
         seed: int = 0, checkpoint_every: int = 250, state_block_frames: int = 4096, exact_heading: bool = True,
         step_size: float = 0.2, num_leapfrog_steps: int = 5, pos_dt_variance: float = 1.0,
-        obs_outlier_variance: float = 1e6, dtype: str = "float64", item: str = "",
+        obs_outlier_variance: float = 1e6, position_update: str = "frames", dtype: str = "float64", item: str = "",
         log: logging.Logger | None = None) -> dict:
     """Smooth one session; returns frames, iterations, s/iteration, acceptance rate, device."""
     import jax
 
     from mck.gimbal import SamplerState, load_params, prepare_chain, run_chain
     from mck.gimbal.prepare import interpolate_positions
+    from mck.gimbal.sampler import POSITION_UPDATES
 
     t0 = time.perf_counter()
+    if position_update not in POSITION_UPDATES:
+        raise InputError(f"unknown position_update {position_update!r}", item=item,
+                         fix=f"set step.func_kwargs.position_update to one of {', '.join(POSITION_UPDATES)}")
     if not os.path.isfile(params_path):
         raise InputError("GIMBAL parameters not found", item=item, path=params_path,
                          fix="run `python -m mck step=fit_gimbal` first, or set project.weights.gimbal_params")
@@ -90,7 +97,7 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
                     state_block_frames=int(state_block_frames), exact_heading=bool(exact_heading),
                     step_size=float(step_size), num_leapfrog_steps=int(num_leapfrog_steps),
                     pos_dt_variance=float(pos_dt_variance), obs_outlier_variance=float(obs_outlier_variance),
-                    dtype=dtype)
+                    position_update=str(position_update), dtype=dtype)
     model, data, state, options = prepare_chain(uv, conf, P, params, init_positions=init, **settings)
     fingerprint = _fingerprint(settings, uv, conf, init, params)
     ckpt = Path(str(output_path) + ".checkpoint.npz")
@@ -114,6 +121,9 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     result = run_chain(model, data, state, int(n_iters), seed=int(seed), options=options, start=start, trace=trace,
                        chunk_iters=int(checkpoint_every), callback=checkpoint)
     seconds = time.perf_counter() - t_run
+    if log and result.acceptance_rate < LOW_ACCEPTANCE:
+        log.warning("HMC acceptance %.3f: the positions barely moved from their initialisation; lower "
+                    "step.func_kwargs.step_size", result.acceptance_rate)
     save_npy(trace_path(output_path), result.log_likelihood.astype(np.float64))
     save_npy(output_path, result.positions.astype(np.float32))
     ckpt.unlink(missing_ok=True)

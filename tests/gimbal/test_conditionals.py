@@ -178,7 +178,34 @@ def test_transition_matrix_conditional_is_dirichlet():
     assert np.allclose(np.asarray(draws).mean(0), counts / counts.sum(1, keepdims=True), atol=0.01)
 
 
-def test_hmc_targets_the_gaussian_positions_conditional_without_observations():
+def test_frame_values_hold_every_term_that_involves_the_frame():
+    """Moving frame t alone changes the log prob by exactly the change of frame t's value (what the per-frame
+    Metropolis decision of the "frames" update relies on), at the first, a middle and the last frame."""
+    N = 5
+    model, data, state = _tiny_chain(N=N)
+
+    def logp(x):
+        return float(M.positions_log_prob(model, x, state.directions, data.observations, data.observed,
+                                          state.outliers))
+
+    def values(x):
+        v, _ = M.positions_frame_values_and_grad(model, x, state.directions, data.observations, data.observed,
+                                                 state.outliers)
+        return np.asarray(v)
+
+    x0 = state.positions
+    for t in (0, 2, N - 1):
+        x1 = x0.at[t].add(jnp.asarray(np.random.default_rng(t).normal(scale=2.0, size=(3, 3))))
+        assert logp(x1) - logp(x0) == pytest.approx(values(x1)[t] - values(x0)[t], rel=1e-9, abs=1e-9)
+        untouched = np.abs(np.arange(N) - t) > 1
+        assert np.allclose(values(x1)[untouched], values(x0)[untouched])
+    total, grad = M.positions_value_and_grad(model, x0, state.directions, data.observations, data.observed,
+                                             state.outliers)
+    assert float(total) == pytest.approx(logp(x0), rel=1e-12)
+
+
+@pytest.mark.parametrize("update", ["joint", "frames"])
+def test_hmc_targets_the_gaussian_positions_conditional_without_observations(update):
     """All views missing: the positions conditional is Gaussian (skeleton × random walk), known in closed form."""
     N, K = 2, 3
     model, data, state = _tiny_chain(N=N, missing=np.ones((N, 2, 3), bool))
@@ -189,17 +216,27 @@ def test_hmc_targets_the_gaussian_positions_conditional_without_observations():
     cov = np.linalg.inv(-H)
     mean = cov @ g0
 
-    def body(st, k):
-        x, _ = S.resample_positions(k, model, data, st, 0.6, 5)
+    def body(st, inputs):
+        k, i = inputs
+        if update == "joint":
+            x, _ = S.resample_positions(k, model, data, st, 0.6, 5)
+        else:
+            x, _ = S.resample_positions_by_frames(k, model, data, st, 0.6, 5, i % 2)
         return st._replace(positions=x), x.reshape(-1)
     start = state._replace(positions=jnp.asarray(mean.reshape(N, K, 3)))
-    _, xs = jax.lax.scan(body, start, jr.split(jr.PRNGKey(9), 20000))
+    _, xs = jax.lax.scan(body, start, (jr.split(jr.PRNGKey(9), 20000), jnp.arange(20000)))
     xs = np.asarray(xs)[2000:]
     sd = np.sqrt(np.diag(cov))
     # The root (1e8 prior) is nearly free; check the well-determined relative coordinates instead.
     rel = xs.reshape(-1, N, K, 3)[:, :, 1:] - xs.reshape(-1, N, K, 3)[:, :, :1]
     rel_mean = (mean.reshape(N, K, 3)[:, 1:] - mean.reshape(N, K, 3)[:, :1])
     assert np.all(np.abs(rel.mean(0) - rel_mean) < 0.15 * np.max(sd))
+    to_rel = np.zeros((N, K - 1, 3, N, K, 3))                               # rel = A x
+    for t, k, d in itertools.product(range(N), range(1, K), range(3)):
+        to_rel[t, k - 1, d, t, k, d], to_rel[t, k - 1, d, t, 0, d] = 1.0, -1.0
+    A = to_rel.reshape(N * (K - 1) * 3, N * K * 3)
+    rel_sd = np.sqrt(np.diag(A @ cov @ A.T)).reshape(N, K - 1, 3)
+    assert np.allclose(rel.std(0), rel_sd, rtol=0.15)                       # the spread too, not only the centre
     assert np.all(np.isfinite(xs))
 
 
@@ -210,7 +247,7 @@ def test_missing_views_do_not_poison_the_log_joint():
     assert np.isfinite(float(S.log_joint(model, data, state)))
     options = S.SweepOptions(burn_in=0, thin=1)
     state, trace = S.run_iterations(model, data, state, 0, 30, seed=0, options=options)
-    assert np.all(np.isfinite(trace)) and int(state.accepted) > 0
+    assert np.all(np.isfinite(trace)) and float(state.accepted) > 0
     assert bool(np.all(np.asarray(state.outliers)[missing]))
 
 

@@ -83,3 +83,11 @@ def test_missing_parameters_is_a_one_line_error(project, tmp_path):
     assert proc.returncode != 0
     assert "GIMBAL parameters not found" in proc.stderr and "fit_gimbal" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_unknown_position_update_is_a_one_line_error(project, tmp_path):
+    proc = run_mck(["step=gimbal", "step.func_kwargs.position_update=sideways", *FAST, "session=20240422_J04301",
+                    "overwrite=true"], project, tmp_path)
+    assert proc.returncode != 0
+    assert "unknown position_update 'sideways'" in proc.stderr and "frames, joint" in proc.stderr
+    assert "Traceback" not in proc.stderr
