@@ -71,6 +71,24 @@ class SweepOptions:
 
 
 # ----------------------------------------------------------------------------------------------- conditionals
+def _leapfrog(value_and_grad, x0, p0, eps, num_leapfrog_steps: int, mask=1.0):
+    """``num_leapfrog_steps`` leapfrog steps of size ``eps`` from (x0, p0), the momentum kicks multiplied by ``mask``
+    (0 holds a coordinate fixed). Returns (x1, p1, log p(x0), log p(x1)), the log p as ``value_and_grad`` gives it (a
+    scalar or one value per frame)."""
+    logp0, grad0 = value_and_grad(x0)
+
+    def step(carry, _):
+        x, p, grad, _ = carry
+        p = p + 0.5 * eps * grad * mask
+        x = x + eps * p
+        logp, grad = value_and_grad(x)
+        p = p + 0.5 * eps * grad * mask
+        return (x, p, grad, logp), None
+
+    (x1, p1, _, logp1), _ = jax.lax.scan(step, (x0, p0, grad0, logp0), None, length=num_leapfrog_steps)
+    return x1, p1, logp0, logp1
+
+
 def resample_positions(key, model: Model, data: Data, state: SamplerState, step_size, num_leapfrog_steps: int):
     """One HMC transition for all positions jointly (identity mass, ``num_leapfrog_steps`` leapfrog steps of size
     ``step_size`` mm — a scalar or (K,)), Metropolis-corrected; NaN proposals are rejected.
@@ -84,17 +102,7 @@ def resample_positions(key, model: Model, data: Data, state: SamplerState, step_
     k_momentum, k_accept = jr.split(key)
     x0 = state.positions
     p0 = jr.normal(k_momentum, x0.shape, dtype=x0.dtype)
-    logp0, grad0 = value_and_grad(x0)
-
-    def leapfrog(carry, _):
-        x, p, grad, _ = carry
-        p = p + 0.5 * eps * grad
-        x = x + eps * p
-        logp, grad = value_and_grad(x)
-        p = p + 0.5 * eps * grad
-        return (x, p, grad, logp), None
-
-    (x1, p1, _, logp1), _ = jax.lax.scan(leapfrog, (x0, p0, grad0, logp0), None, length=num_leapfrog_steps)
+    x1, p1, logp0, logp1 = _leapfrog(value_and_grad, x0, p0, eps, num_leapfrog_steps)
     log_ratio = (logp1 - 0.5 * jnp.sum(p1 ** 2)) - (logp0 - 0.5 * jnp.sum(p0 ** 2))
     accept = jnp.isfinite(log_ratio) & (jnp.log(jr.uniform(k_accept, dtype=x0.dtype)) < log_ratio)
     return jnp.where(accept, x1, x0), accept
@@ -120,17 +128,7 @@ def resample_positions_by_frames(key, model: Model, data: Data, state: SamplerSt
     k_momentum, k_accept = jr.split(key)
     x0 = state.positions
     p0 = jr.normal(k_momentum, x0.shape, dtype=x0.dtype) * mask
-    logp0, grad0 = value_and_grad(x0)
-
-    def leapfrog(carry, _):
-        x, p, grad, _ = carry
-        p = p + 0.5 * eps * grad * mask
-        x = x + eps * p
-        logp, grad = value_and_grad(x)
-        p = p + 0.5 * eps * grad * mask
-        return (x, p, grad, logp), None
-
-    (x1, p1, _, logp1), _ = jax.lax.scan(leapfrog, (x0, p0, grad0, logp0), None, length=num_leapfrog_steps)
+    x1, p1, logp0, logp1 = _leapfrog(value_and_grad, x0, p0, eps, num_leapfrog_steps, mask)
     log_ratio = (logp1 - 0.5 * jnp.sum(p1 ** 2, axis=(1, 2))) - (logp0 - 0.5 * jnp.sum(p0 ** 2, axis=(1, 2)))
     accept = moving & jnp.isfinite(log_ratio) & (jnp.log(jr.uniform(k_accept, (N,), dtype=x0.dtype)) < log_ratio)
     return jnp.where(accept[:, None, None], x1, x0), jnp.sum(accept) / jnp.maximum(jnp.sum(moving), 1)
