@@ -16,6 +16,7 @@ import jax.random as jr
 import numpy as np
 
 from mck.gimbal.distributions import sample_vmf, vmf_log_normalizer
+from mck.gimbal.observation_fit import fit_observation_model
 
 MAX_CONCENTRATION = 100.0
 
@@ -107,15 +108,17 @@ def inlier_variance_from_errors(reprojection_errors, cap: float = 100.0) -> np.n
     return np.where(np.isfinite(median), np.minimum(median ** 2, cap), cap)
 
 
-def fit_params(positions_3d, parents, *, reprojection_errors=None, num_cameras: int | None = None,
-               num_states: int = 50, num_iters: int = 1000, indices_egocentric=(0, 2), seed: int = 1,
-               node_names=None, camera_names=None) -> dict:
+def fit_params(positions_3d, parents, *, reprojection_errors=None, confidences=None,
+               num_cameras: int | None = None, num_states: int = 50, num_iters: int = 1000,
+               indices_egocentric=(0, 2), seed: int = 1, node_names=None, camera_names=None) -> dict:
     """Fit the parameter dict (§C.8) from node-ordered 3D poses ``positions_3d`` (T, K, 3) mm.
 
     Frames with any NaN are dropped. ``reprojection_errors`` (C, T', K) px gives ``obs_inlier_variance``;
-    without it the variance is the cap (100 px²) for ``num_cameras`` cameras. ``seed`` keys the EM (the lab's
-    PRNGKey(1)). Returns the lab's dict plus a ``log_likelihood`` trace of the EM and ``node_names`` /
-    ``camera_names`` when given.
+    without it the variance is the cap (100 px²) for ``num_cameras`` cameras. With ``confidences`` (C, T', K) as
+    well, the whole observation model is fitted (:mod:`mck.gimbal.observation_fit`) and stored under the
+    ``obs_model_*`` keys, which the lab's readers ignore (their ``obs_inlier_variance`` stays the lab's rule).
+    ``seed`` keys the EM (the lab's PRNGKey(1)). Returns the lab's dict plus a ``log_likelihood`` trace of the EM
+    and ``node_names`` / ``camera_names`` when given.
     """
     x = np.asarray(positions_3d, dtype=float)
     parents = np.asarray(parents, dtype=int)
@@ -148,6 +151,9 @@ def fit_params(positions_3d, parents, *, reprojection_errors=None, num_cameras: 
         "pis": np.asarray(pis),
         "log_likelihood": np.asarray(trace),
     }
+    if reprojection_errors is not None and confidences is not None:
+        fitted = fit_observation_model(reprojection_errors, confidences)
+        params.update({f"obs_model_{name}": value for name, value in fitted.items()})
     if node_names is not None:
         params["node_names"] = list(node_names)
     if camera_names is not None:

@@ -34,7 +34,7 @@ class Model(NamedTuple):
     """Everything the sampler treats as fixed. A pytree of arrays (jit-friendly).
 
     camera_matrices (C, 3, 4): P_c = K_c [R_c | t_c], world mm → homogeneous undistorted px.
-    obs_inlier_variance, obs_outlier_variance (C, K): px².
+    obs_inlier_variance (C, K), or (N, C, K) for a variance per detection: px². obs_outlier_variance (C, K): px².
     parents (K,) int: parent's node index, parents[0] = 0.
     radii (K,) mm; radial_variance (K,) mm² (root: 1e8); dt_variance (K,) mm²/frame²; initial_variance (K,) mm².
     state_log_probability (S,): log π. state_directions μ (S, K, 3) unit, canonical (heading-free) frame.
@@ -62,7 +62,8 @@ def make_model(params: dict, camera_matrices, *, pos_dt_variance=1.0, obs_outlie
     """Model arrays from a parameter dict in the lab's ``gimbal_params.p`` layout (§C.8 item 6) and the cameras.
 
     Scalars or arrays broadcast: ``pos_dt_variance`` to (K,), ``obs_outlier_variance`` / ``obs_inlier_variance``
-    (default: the dict's) to (C, K), ``state_transition_count`` to (S,).
+    (default: the dict's) to (C, K) — an (N, C, K) ``obs_inlier_variance`` is kept per detection —,
+    ``state_transition_count`` to (S,).
     """
     P = np.asarray(camera_matrices, dtype=float)
     mus = np.asarray(params["mus"], dtype=float)
@@ -73,12 +74,14 @@ def make_model(params: dict, camera_matrices, *, pos_dt_variance=1.0, obs_outlie
         raise ValueError(f"parents must have shape ({K},), parents[0] = 0 and parents[k] < k; got {parents.tolist()}")
     radii_std = np.asarray(params["radii_std"], dtype=float)
     radial_variance = np.concatenate([[ROOT_RADIAL_VARIANCE], np.maximum(radii_std[1:] ** 2, MIN_RADIAL_VARIANCE)])
-    inlier = params["obs_inlier_variance"] if obs_inlier_variance is None else obs_inlier_variance
+    inlier = np.asarray(params["obs_inlier_variance"] if obs_inlier_variance is None else obs_inlier_variance,
+                        dtype=float)
+    inlier_shape = inlier.shape if inlier.ndim == 3 else (C, K)
     ego = np.asarray(params.get("indices_egocentric", [0, min(2, K - 1)]), dtype=np.int32)
     as_array = lambda a: jnp.asarray(a, dtype=dtype)  # noqa: E731
     return Model(
         camera_matrices=as_array(P),
-        obs_inlier_variance=as_array(np.broadcast_to(np.asarray(inlier, dtype=float), (C, K))),
+        obs_inlier_variance=as_array(np.broadcast_to(inlier, inlier_shape)),
         obs_outlier_variance=as_array(np.broadcast_to(np.asarray(obs_outlier_variance, dtype=float), (C, K))),
         parents=jnp.asarray(parents),
         radii=as_array(np.asarray(params["radii"], dtype=float)),

@@ -310,16 +310,19 @@ def smooth(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, seed: i
 def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, seed: int = 0, *,
                   burn_in: int | None = None, thin: int = 5, init_positions=None, outlier_prob=0.1,
                   conf_center: float = 0.5, conf_gain: float = 20.0, pos_dt_variance=1.0,
-                  obs_outlier_variance=1e6, obs_inlier_variance=None, step_size=0.2, num_leapfrog_steps: int = 5,
+                  obs_outlier_variance=1e6, obs_inlier_variance=None, obs_inlier_conf_exponent: float = 0.0,
+                  step_size=0.2, num_leapfrog_steps: int = 5,
                   state_transition_count=1.0, exact_heading: bool = True, state_block_frames: int = 4096,
                   state_filter: str = "sequential", position_update: str = "frames",
                   dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
     """Model, data, initial state and static options for a chain (the pipeline's values as defaults, §C.3/C.7).
 
     ``init_positions`` (N, K, 3) mm default: DLT triangulation of ``uv``; gaps are interpolated either way.
-    ρ = clip(sigmoid(``conf_gain`` · (``conf_center`` − conf))). ``burn_in`` default: 80 % of ``n_iters`` (the lab's
-    4000 of 5000); samples with ``i > burn_in`` and ``i % thin == 0`` are averaged. ``pos_dt_variance`` scalar or
-    (K,); ``obs_*_variance`` scalar or (C, K); ``step_size`` scalar or (K,); ``state_transition_count`` scalar or
+    ρ = clip(sigmoid(``conf_gain`` · (``conf_center`` − conf))). With ``obs_inlier_conf_exponent`` α > 0 each
+    detection's inlier variance is ``obs_inlier_variance`` · conf^−α (the fitted observation model,
+    :mod:`mck.gimbal.observation_fit`; α = 0 is the lab's one variance per camera and keypoint).
+    ``burn_in`` default: 80 % of ``n_iters`` (the lab's 4000 of 5000); samples with ``i > burn_in`` and
+    ``i % thin == 0`` are averaged. ``pos_dt_variance`` scalar or (K,); ``obs_*_variance`` scalar or (C, K); ``step_size`` scalar or (K,); ``state_transition_count`` scalar or
     (S,). ``exact_heading=False`` reproduces the lab's unweighted heading conditional; ``position_update="joint"``
     the lab's single accept/reject for all positions (default "frames": one per frame, see
     :func:`resample_positions_by_frames`).
@@ -338,6 +341,13 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
         rho = np.full(uv.shape[:3], float(outlier_prob))
     else:
         rho = outlier_probability(np.asarray(conf, dtype=float), center=conf_center, gain=conf_gain)
+    if float(obs_inlier_conf_exponent) != 0.0 and conf is not None:
+        from mck.gimbal.observation_fit import inlier_variance_scale
+
+        base = np.asarray(params["obs_inlier_variance"] if obs_inlier_variance is None else obs_inlier_variance,
+                          dtype=float)
+        obs_inlier_variance = (np.broadcast_to(base, uv.shape[1:3])[None]
+                               * inlier_variance_scale(conf, obs_inlier_conf_exponent))
     model = M.make_model(params, P, pos_dt_variance=pos_dt_variance, obs_outlier_variance=obs_outlier_variance,
                          obs_inlier_variance=obs_inlier_variance, state_transition_count=state_transition_count,
                          dtype=dtype)

@@ -28,6 +28,11 @@ from mck.keypoints_io import load_keypoints
 from mck.runtime import Preempted, stop_requested
 from mck.steps.fit_gimbal import to_node_order
 
+OBSERVATION_MODELS = ("fitted", "lab")
+#: The fitted observation model's keys in ``gimbal_params.p`` (``obs_model_`` + name; see mck.gimbal.observation_fit).
+FITTED_KEYS = ("inlier_variance", "confidence_exponent", "outlier_variance", "outlier_center", "outlier_gain")
+PER_CAMERA_KEYS = ("obs_inlier_variance", "obs_model_inlier_variance")
+
 #: Below this HMC acceptance rate the chain has barely left its initialisation (the log says so).
 LOW_ACCEPTANCE = 0.05
 
@@ -59,9 +64,16 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
         alignment_path: str | None, output_path: str, n_iters: int = 5000, burn_in: int = 4000, thin: int = 5,
         seed: int = 0, checkpoint_every: int = 250, state_block_frames: int = 4096, exact_heading: bool = True,
         step_size: float = 0.2, num_leapfrog_steps: int = 5, pos_dt_variance: float = 1.0,
-        obs_outlier_variance: float = 1e6, position_update: str = "frames", dtype: str = "float64", item: str = "",
-        log: logging.Logger | None = None) -> dict:
-    """Smooth one session; returns frames, iterations, s/iteration, acceptance rate, device."""
+        observation_model: str = "fitted", obs_outlier_variance: float | None = None, position_update: str = "frames",
+        dtype: str = "float64", item: str = "", log: logging.Logger | None = None) -> dict:
+    """Smooth one session; returns frames, iterations, s/iteration, acceptance rate, device.
+
+    ``observation_model``: ``fitted`` uses the observation model fit_gimbal fitted to the detector
+    (:mod:`mck.gimbal.observation_fit`: per-detection inlier variance from the confidence, the outlier probability
+    and spread) where the parameter file has one, the lab's otherwise; ``lab`` always uses the lab's (one inlier
+    variance per camera and keypoint, ρ = sigmoid(20 (0.5 − conf)), outlier variance 1e6 px²).
+    ``obs_outlier_variance`` (px²) overrides either model's outlier variance.
+    """
     import jax
 
     from mck.gimbal import SamplerState, load_params, prepare_chain, run_chain
@@ -72,6 +84,15 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     if position_update not in POSITION_UPDATES:
         raise InputError(f"unknown position_update {position_update!r}", item=item,
                          fix=f"set step.func_kwargs.position_update to one of {', '.join(POSITION_UPDATES)}")
+    if observation_model not in OBSERVATION_MODELS:
+        raise InputError(f"unknown observation_model {observation_model!r}", item=item,
+                         fix=f"set step.func_kwargs.observation_model to one of {', '.join(OBSERVATION_MODELS)}")
+    if obs_outlier_variance is not None and (isinstance(obs_outlier_variance, bool)
+                                             or not isinstance(obs_outlier_variance, (int, float))
+                                             or not obs_outlier_variance > 0):
+        raise InputError(f"obs_outlier_variance={obs_outlier_variance!r} is not a positive number of px²", item=item,
+                         fix="set step.func_kwargs.obs_outlier_variance to a positive number, or null for the "
+                             "observation model's own")
     if not os.path.isfile(params_path):
         raise InputError("GIMBAL parameters not found", item=item, path=params_path,
                          fix="run `python -m mck step=fit_gimbal` first, or set project.weights.gimbal_params")
@@ -81,6 +102,9 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
         raise InputError(str(exc), item=item, path=params_path, fix="re-run fit_gimbal") from exc
     uv, conf, P, cameras = load_observations(keypoints_paths, calibration_path, alignment_path, item=item)
     params = _params_for_cameras(params, cameras, params_path, item)
+    params, observation, description = _observation_settings(params, observation_model, obs_outlier_variance)
+    if log:
+        log.info("observation model: %s", description)
     if not os.path.isfile(triangulation_path):
         raise InputError("triangulation not found", item=item, path=triangulation_path,
                          fix="run `python -m mck step=triangulation` for this session first")
@@ -96,8 +120,8 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     settings = dict(n_iters=int(n_iters), burn_in=int(burn_in), thin=int(thin), seed=int(seed),
                     state_block_frames=int(state_block_frames), exact_heading=bool(exact_heading),
                     step_size=float(step_size), num_leapfrog_steps=int(num_leapfrog_steps),
-                    pos_dt_variance=float(pos_dt_variance), obs_outlier_variance=float(obs_outlier_variance),
-                    position_update=str(position_update), dtype=dtype)
+                    pos_dt_variance=float(pos_dt_variance), position_update=str(position_update), dtype=dtype,
+                    **observation)
     model, data, state, options = prepare_chain(uv, conf, P, params, init_positions=init, **settings)
     fingerprint = _fingerprint(settings, uv, conf, init, params)
     ckpt = Path(str(output_path) + ".checkpoint.npz")
@@ -134,19 +158,48 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
 
 
 def _params_for_cameras(params: dict, cameras: list[str], path: str, item: str) -> dict:
-    """Reorder ``obs_inlier_variance`` to the session's camera order when the file names its cameras."""
-    variance = np.asarray(params["obs_inlier_variance"])
+    """Reorder the per-camera variances to the session's camera order when the file names its cameras."""
     names = params.get("camera_names")
     if names:
         unknown = [c for c in cameras if c not in names]
         if unknown:
             raise InputError(f"parameters were fitted for cameras {list(names)}, not {unknown}", item=item, path=path,
                              fix="re-run fit_gimbal on sessions with these cameras")
-        variance = variance[[list(names).index(c) for c in cameras]]
-    if variance.shape[0] != len(cameras):
-        raise InputError(f"obs_inlier_variance is for {variance.shape[0]} cameras, the session has {len(cameras)}",
-                         item=item, path=path, fix="re-run fit_gimbal for this rig")
-    return {**params, "obs_inlier_variance": variance}
+    out = dict(params)
+    for key in PER_CAMERA_KEYS:
+        if key not in params:
+            continue
+        variance = np.asarray(params[key])
+        if names:
+            variance = variance[[list(names).index(c) for c in cameras]]
+        if variance.shape[0] != len(cameras):
+            raise InputError(f"{key} is for {variance.shape[0]} cameras, the session has {len(cameras)}",
+                             item=item, path=path, fix="re-run fit_gimbal for this rig")
+        out[key] = variance
+    return out
+
+
+def _observation_settings(params: dict, observation_model: str,
+                          outlier_variance: float | None) -> tuple[dict, dict, str]:
+    """The parameters (with the inlier variance the model uses), prepare_chain's observation keywords and a
+    one-line description for the log."""
+    fitted = observation_model == "fitted" and all(f"obs_model_{k}" in params for k in FITTED_KEYS)
+    if fitted:
+        params = {**params, "obs_inlier_variance": params["obs_model_inlier_variance"]}
+        settings = dict(conf_center=float(params["obs_model_outlier_center"]),
+                        conf_gain=float(params["obs_model_outlier_gain"]),
+                        obs_inlier_conf_exponent=float(params["obs_model_confidence_exponent"]),
+                        obs_outlier_variance=float(params["obs_model_outlier_variance"]))
+    else:
+        settings = dict(conf_center=0.5, conf_gain=20.0, obs_inlier_conf_exponent=0.0, obs_outlier_variance=1e6)
+    if outlier_variance is not None:
+        settings["obs_outlier_variance"] = float(outlier_variance)
+    label = "fitted" if fitted else ("lab's (the parameter file has no fitted one; re-run fit_gimbal)"
+                                      if observation_model == "fitted" else "lab's")
+    description = (f"{label}: inlier variance × conf^−{settings['obs_inlier_conf_exponent']:.2f}, "
+                   f"ρ = sigmoid({settings['conf_gain']:.3g} · ({settings['conf_center']:.3g} − conf)), "
+                   f"outlier variance {settings['obs_outlier_variance']:.4g} px²")
+    return params, settings, description
 
 
 def _fingerprint(settings: dict, uv, conf, init, params: dict) -> str:

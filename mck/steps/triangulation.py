@@ -6,7 +6,7 @@ file (if any) spreads each camera's frames onto trigger rows (dropped frames →
 is ``robust`` (confidence-weighted, outlier-rejecting; ``method="median_dlt"`` reproduces the lab's numbers).
 
 ``triangulation.h5``: ``points`` (T, 15, 3) mm, ``reprojection_error`` (T, C, 15) px (NaN where not observed),
-``views_used`` (T, C, 15) bool, ``camera_names`` (C,), attrs ``method``, ``conf_threshold``.
+``views_used`` (T, C, 15) bool, ``confidence`` (T, C, 15) the detector's (0 = missing), ``camera_names`` (C,), attrs ``method``, ``conf_threshold``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def run(keypoints_paths: dict, calibration_path: str, alignment_path: str | None
         "points": result.points,
         "reprojection_error": result.reprojection_error.astype(np.float32),
         "views_used": result.views_used,
+        "confidence": conf.astype(np.float32),
         "camera_names": cameras,
     }, attrs={"method": method, "conf_threshold": float(conf_threshold)})
     save_npy(output_path, result.points.astype(np.float64))

@@ -22,8 +22,13 @@ def test_fit_then_smooth_then_skip(project, tmp_path):
     run_mck(["step=fit_gimbal", "step.func_kwargs.num_states=4", "step.func_kwargs.num_iters=50"], project, tmp_path,
             check=True)
     assert (project / "weights" / "gimbal_params.p").is_file()
+    from mck.gimbal import load_params
+    params = load_params(project / "weights" / "gimbal_params.p")
+    assert params["obs_model_inlier_variance"].shape == (6, 14) and params["obs_model_outlier_variance"] > 0
+    assert 0 <= params["obs_model_confidence_exponent"] <= 4
     measured = []
-    run_mck(["step=gimbal", *FAST, "-m", "session=glob(*)"], project, tmp_path, check=True)
+    proc = run_mck(["step=gimbal", *FAST, "-m", "session=glob(*)"], project, tmp_path, check=True)
+    assert "observation model: fitted" in proc.stdout + proc.stderr
     for session in SESSIONS:
         gt = load_ground_truth(project, session)
         positions = np.load(project / session / f"{session}.gimbal.npy")
@@ -91,3 +96,21 @@ def test_unknown_position_update_is_a_one_line_error(project, tmp_path):
     assert proc.returncode != 0
     assert "unknown position_update 'sideways'" in proc.stderr and "frames, joint" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("step.func_kwargs.observation_model=guessed", "unknown observation_model 'guessed'"),
+    ("step.func_kwargs.obs_outlier_variance=-5", "obs_outlier_variance=-5 is not a positive number"),
+])
+def test_bad_observation_settings_are_one_line_errors(project, tmp_path, override, message):
+    proc = run_mck(["step=gimbal", override, *FAST, "session=20240422_J04301", "overwrite=true"], project, tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_lab_observation_model_runs_from_the_same_parameter_file(project, tmp_path):
+    if not (project / "weights" / "gimbal_params.p").is_file():
+        pytest.skip("needs the fitted parameters of test_fit_then_smooth_then_skip")
+    proc = run_mck(["step=gimbal", "step.func_kwargs.observation_model=lab", *FAST, "session=20240422_J04301",
+                    "overwrite=true"], project, tmp_path, check=True)
+    assert "observation model: lab's" in proc.stdout + proc.stderr
