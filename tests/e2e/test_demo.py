@@ -22,12 +22,13 @@ CALIBRATION = "20240422_calibration"
 CAMERAS = ("top", "side1", "side2", "side3", "side4", "bottom")
 
 #: Measured on the tiny project (2 CPU cores, 2026-12-02): triangulation median 8.17 mm (mean 12.8, 100 %
-#: triangulated), GIMBAL median 7.60 mm; HRNet median 4.24 px on 320×256 frames; calibration centres ≤ 4.2 mm.
+#: triangulated), GIMBAL median 7.51 mm; HRNet median 4.24 px on 320×256 frames; calibration centres ≤ 4.2 mm.
 MAX_TRIANGULATION_MEDIAN_MM = 25.0
 MAX_GIMBAL_MEDIAN_MM = 30.0
 MIN_FRACTION_TRIANGULATED = 0.8
-#: GIMBAL's median on the points triangulation also estimates, relative to triangulation's (measured 0.99).
-GIMBAL_VS_TRIANGULATION = 1.2
+#: GIMBAL's median on the points triangulation also estimates, relative to triangulation's (measured 0.98: 7.51 vs
+#: 7.68 mm; 0.99 with the lab's observation model).
+GIMBAL_VS_TRIANGULATION = 1.1
 
 
 def _demo(root: Path, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
