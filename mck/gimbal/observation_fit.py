@@ -78,9 +78,11 @@ def fit_observation_model(errors, conf, *, num_iters: int = 200, tol: float = 1e
             break
         previous = current
     inlier = np.where(counts > 0, inlier, 100.0)                              # never seen: the lab's cap
-    gain = -slope
+    # The lab's parametrisation gain · (center − q) = intercept + slope · q; a flat ρ keeps a tiny gain so that
+    # center · gain still equals the intercept.
+    gain = -slope if abs(slope) >= 1e-6 else (-1e-6 if slope > 0 else 1e-6)
     return {"inlier_variance": inlier, "confidence_exponent": float(alpha), "outlier_variance": outlier,
-            "outlier_center": float(intercept / gain) if gain != 0 else 0.5, "outlier_gain": float(gain),
+            "outlier_center": float(intercept / gain), "outlier_gain": float(gain),
             "outlier_fraction": float(np.sum(w) / ok.sum()), "iterations": iteration}
 
 

@@ -40,6 +40,8 @@ def test_confidence_that_says_nothing_fits_no_confidence_dependence():
     fit = fit_observation_model(errors, conf)
     assert fit["confidence_exponent"] < 0.1
     assert abs(fit["outlier_gain"]) < 1.0 and fit["outlier_fraction"] == pytest.approx(is_outlier.mean(), abs=0.02)
+    rho = 1 / (1 + np.exp(-fit["outlier_gain"] * (fit["outlier_center"] - np.array([0.2, 0.6, 1.0]))))
+    assert np.allclose(rho, is_outlier.mean(), atol=0.03)                     # the lab's parametrisation, flat
 
 
 def test_too_few_errors_is_a_clear_error():
