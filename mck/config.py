@@ -7,6 +7,7 @@ the value named; after that the config is read-only.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -113,6 +114,22 @@ def _register() -> None:
         OmegaConf.register_new_resolver("mck_root", lambda: str(REPO_ROOT))
     if not OmegaConf.has_resolver("mck_session_outputs"):
         OmegaConf.register_new_resolver("mck_session_outputs", _session_outputs)
+    if not OmegaConf.has_resolver("mck_dirname"):
+        OmegaConf.register_new_resolver("mck_dirname", short_dirname)
+
+
+#: Longest run-folder name part made from the overrides (file systems allow 255 bytes per name).
+MAX_DIRNAME = 120
+
+
+def short_dirname(overrides: str) -> str:
+    """``${mck_dirname:${hydra.job.override_dirname}}``: the overrides as a folder name, cut to ``MAX_DIRNAME``
+    bytes with a hash of the whole so that long override lists stay distinct and valid."""
+    if len(overrides.encode()) <= MAX_DIRNAME:
+        return overrides
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
+    head = overrides.encode()[: MAX_DIRNAME - len(digest) - 1].decode(errors="ignore")
+    return f"{head}_{digest}"
 
 
 def _session_outputs(output_name: str, *, _root_) -> List[str]:

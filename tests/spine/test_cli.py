@@ -158,6 +158,23 @@ def test_unimplemented_step_says_so(tiny_project: Path, tmp_path: Path):
     assert "step qc is not implemented yet" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_long_override_lists_get_a_valid_run_folder(tiny_project: Path, tmp_path: Path):
+    """Hydra names the run folder after the overrides; a long list overflowed the 255-byte name limit."""
+    overrides = ["step.slurm_params.mem=2GB", "step.slurm_params.ncpus=1", "step.slurm_params.min_minutes=10",
+                 "step.slurm_params.sec_per_frame=0.0005", "step.func_kwargs.decode_all=true",
+                 "step.wrap_params.conda_env=" + "multicamera_keypoints_" * 8]
+    run_mck(["step=probe", *overrides, "video=20240422_J04301.top"], tiny_project, tmp_path, check=True)
+    assert (tiny_project / SESSIONS[0] / f"{SESSIONS[0]}.top.probe.json").exists()
+    sweep = run_mck(["step=probe", *overrides, "-m", "video=20240422_J04301.side1,20240422_J04301.side2"],
+                    tiny_project, tmp_path, check=True)
+    assert "2 items: 2 done" in sweep.stdout
+    run_dirs = [*(tmp_path / "outputs" / "runs" / "probe").iterdir(),
+                *(tmp_path / "outputs" / "sweeps" / "probe").glob("*/*_*")]
+    assert len(run_dirs) == 3 and all(len(d.name.encode()) <= 140 for d in run_dirs)
+    assert all((d / ".hydra" / "config.yaml").exists() for d in run_dirs)
+    assert len({d.name for d in run_dirs}) == 3  # cut names stay distinct (a hash of the whole list)
+
+
 def test_rerun_from_snapshot_with_override(tiny_project: Path, tmp_path: Path):
     run_mck(["step=probe", "video=20240422_J04301.top"], tiny_project, tmp_path, check=True)
     run_dir = next((tmp_path / "outputs" / "runs" / "probe").iterdir())

@@ -98,3 +98,15 @@ def test_cores_do_not_import_config_launch_or_io_libraries():
             if pattern.search(path.read_text()):
                 offenders.append(str(path.relative_to(root)))
     assert not offenders, f"pure cores import config/launch/I-O libraries: {offenders}"
+
+
+def test_run_folder_names_are_cut_with_a_hash_of_the_overrides():
+    from mck.config import MAX_DIRNAME, short_dirname
+
+    assert short_dirname("") == "" and short_dirname("seed=1,video=a.top") == "seed=1,video=a.top"
+    long_a = ",".join(f"step.func_kwargs.k{i}=é{i}" for i in range(40))
+    long_b = long_a[:-1] + "X"
+    cut_a, cut_b = short_dirname(long_a), short_dirname(long_b)
+    assert len(cut_a.encode()) <= MAX_DIRNAME and len(cut_b.encode()) <= MAX_DIRNAME
+    assert cut_a != cut_b and cut_a == short_dirname(long_a)
+    assert cut_a.startswith("step.func_kwargs.k0=é0,")
