@@ -108,9 +108,20 @@ def inlier_variance_from_errors(reprojection_errors, cap: float = 100.0) -> np.n
     return np.where(np.isfinite(median), np.minimum(median ** 2, cap), cap)
 
 
+def mean_bone_lengths(positions_3d, parents) -> tuple[np.ndarray, np.ndarray]:
+    """Per bone (node k to its parent) the mean length (K,) mm over the frames where both ends are finite, and that
+    number of frames (K,); NaN where none (and for the root, whose "bone" is itself: length 0)."""
+    x = np.asarray(positions_3d, dtype=float)
+    lengths = np.linalg.norm(x - x[:, np.asarray(parents, dtype=int)], axis=-1)      # (T, K)
+    counts = np.isfinite(lengths).sum(axis=0)
+    sums = np.nansum(lengths, axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan), counts
+
+
 def fit_params(positions_3d, parents, *, reprojection_errors=None, confidences=None,
                num_cameras: int | None = None, num_states: int = 50, num_iters: int = 1000,
-               indices_egocentric=(0, 2), seed: int = 1, node_names=None, camera_names=None) -> dict:
+               indices_egocentric=(0, 2), seed: int = 1, node_names=None, camera_names=None,
+               radii=None) -> dict:
     """Fit the parameter dict (§C.8) from node-ordered 3D poses ``positions_3d`` (T, K, 3) mm.
 
     Frames with any NaN are dropped. ``reprojection_errors`` (C, T', K) px gives ``obs_inlier_variance``;
@@ -118,7 +129,9 @@ def fit_params(positions_3d, parents, *, reprojection_errors=None, confidences=N
     well, the whole observation model is fitted (:mod:`mck.gimbal.observation_fit`) and stored under the
     ``obs_model_*`` keys, which the lab's readers ignore (their ``obs_inlier_variance`` stays the lab's rule).
     ``seed`` keys the EM (the lab's PRNGKey(1)). Returns the lab's dict plus a ``log_likelihood`` trace of the EM
-    and ``node_names`` / ``camera_names`` when given.
+    and ``node_names`` / ``camera_names`` when given. ``radii`` (K,) mm: bone lengths measured elsewhere (e.g. on
+    triangulated labels); its finite entries replace the mean lengths of ``positions_3d`` (``radii_std``, the
+    tolerance, stays measured on ``positions_3d``).
     """
     x = np.asarray(positions_3d, dtype=float)
     parents = np.asarray(parents, dtype=int)
@@ -127,7 +140,13 @@ def fit_params(positions_3d, parents, *, reprojection_errors=None, confidences=N
     if x.shape[0] < num_states:
         raise ValueError(f"only {x.shape[0]} complete frames (no NaN keypoint) for {num_states} pose states; "
                          "fit on more sessions or fewer states")
-    radii = np.linalg.norm(x - x[:, parents], axis=-1)                      # node order: quirk 9 fixed
+    radii_per_frame = np.linalg.norm(x - x[:, parents], axis=-1)            # node order: quirk 9 fixed
+    lengths_mean = radii_per_frame.mean(0)
+    if radii is not None:
+        radii = np.asarray(radii, dtype=float)
+        if radii.shape != lengths_mean.shape:
+            raise ValueError(f"radii: expected shape {lengths_mean.shape}, got {radii.shape}")
+        lengths_mean = np.where(np.isfinite(radii), radii, lengths_mean)
     directions = bone_directions(canonical_poses(x, indices_egocentric), parents)
     pis, mus, kappas, trace = em_movmf(jr.PRNGKey(seed), jnp.asarray(directions[:, 1:]), num_states=num_states,
                                        num_iters=num_iters)
@@ -144,8 +163,8 @@ def fit_params(positions_3d, parents, *, reprojection_errors=None, confidences=N
         "obs_inlier_variance": obs_var,
         "indices_egocentric": list(indices_egocentric),
         "parents": parents,
-        "radii": radii.mean(0),
-        "radii_std": radii.std(0),
+        "radii": lengths_mean,
+        "radii_std": radii_per_frame.std(0),
         "kappas": kappas,
         "mus": mus,
         "pis": np.asarray(pis),

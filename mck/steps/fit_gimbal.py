@@ -5,6 +5,14 @@ Inputs per session: ``{session}.robust_triangulation.npy`` (T, 15, 3) and, besid
 whose ``reprojection_error`` (T, C, 15) px gives the observation inlier variances (every 10th frame, as the lab) and,
 with its ``confidence`` (T, C, 15), the fitted observation model (:mod:`mck.gimbal.observation_fit`; triangulations
 written before mck stored confidences get the lab's variances only).
+
+Bone lengths (``bone_lengths=labels``, mck's default; the lab measured them on the triangulations): the training
+labels of frames labelled in two or more cameras of a session with a calibration are triangulated, and each bone
+seen in at least ``min_label_frames`` of them takes its mean length there. The triangulations carry the detector's
+systematic errors (a small network pulls a paw's front and back points together, the ears towards the head), and a
+skeleton measured on them holds GIMBAL to those errors in the frames the detector got right. Bones with too few
+labelled frames, and projects without such labels, keep the triangulations' lengths (the log and the job's metrics
+say which). The tolerance ``radii_std`` is always measured on the triangulations.
 """
 
 from __future__ import annotations
@@ -31,12 +39,79 @@ def _per_camera_node_order(values: np.ndarray) -> np.ndarray:
     return np.moveaxis(to_node_order(values[..., None])[..., 0], 1, 0)
 
 
-def run(triangulation_paths: list, output_path: str, num_states: int = 50, num_iters: int = 1000, seed: int = 1,
-        error_frame_step: int = 10, cameras: list | None = None, item: str = "", log: logging.Logger | None = None) -> dict:
-    """Fit GIMBAL's parameters on every listed session; returns frames used, states, seconds."""
+BONE_LENGTH_SOURCES = ("labels", "triangulation")
+
+
+def label_poses(labels_dir: str, calibration_paths: dict, cameras: list) -> np.ndarray:
+    """3D poses (N, 15, 3) mm, HRNet order, from the labels of the N frames labelled in ≥ 2 cameras of a session that
+    has a calibration (``{session}.{camera}.{frame}.jpg`` names, §D.3); each in its calibration's world frame. NaN
+    where a keypoint has fewer than 2 labelled views. (0, 15, 3) when there are none."""
+    from mck.calibration_io import load_camera_params
+    from mck.detection.labels import read_labels
+    from mck.geometry import triangulate
+
+    frames: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    for it in read_labels(labels_dir):
+        parts = it.path.name.split(".")
+        if len(parts) >= 4 and parts[2].isdigit() and parts[0] in calibration_paths and it.camera in cameras:
+            frames.setdefault((parts[0], int(parts[2])), {})[it.camera] = it.keypoints
+    poses = []
+    for session in sorted({s for s, _ in frames}):
+        views = [v for (s, _), v in sorted(frames.items()) if s == session and len(v) >= 2]
+        if not views:
+            continue
+        names, extrinsics, intrinsics = load_camera_params(calibration_paths[session], list(cameras))
+        uv = np.full((len(views), len(names), 15, 2), np.nan)
+        for i, v in enumerate(views):
+            for c, cam in enumerate(names):
+                if cam in v:
+                    uv[i, c] = v[cam]
+        poses.append(triangulate(uv, extrinsics, intrinsics, method="robust"))
+    return np.concatenate(poses) if poses else np.zeros((0, 15, 3))
+
+
+def _label_radii(labels_dir: str | None, calibration_paths: dict | None, cameras: list, min_frames: int,
+                 item: str, log: logging.Logger | None) -> tuple[np.ndarray | None, dict]:
+    """Bone lengths (14,) mm from the triangulated labels (NaN where fewer than ``min_frames``) and a summary."""
+    from mck.gimbal.fit import mean_bone_lengths
+
+    if not labels_dir or not os.path.isdir(labels_dir) or not calibration_paths or not cameras:
+        why = "no labels folder" if not labels_dir or not os.path.isdir(labels_dir) else "no calibrated sessions"
+        if log:
+            log.info("bone lengths: from the triangulations (%s)", why)
+        return None, {"source": "triangulation", "reason": why}
+    poses = to_node_order(label_poses(labels_dir, calibration_paths, cameras))
+    radii, counts = mean_bone_lengths(poses, MOUSE.parents)
+    radii = np.where(counts >= min_frames, radii, np.nan)
+    used = int(np.isfinite(radii[1:]).sum())
+    summary = {"source": "labels" if used else "triangulation", "label_frames": int(poses.shape[0]),
+               "bones_from_labels": used, "bones": len(radii) - 1}
+    if log:
+        if used:
+            log.info("bone lengths: %d of %d from %d frames labelled in ≥ 2 cameras%s", used, len(radii) - 1,
+                     poses.shape[0], ", the rest from the triangulations" if used < len(radii) - 1 else "")
+        else:
+            log.info("bone lengths: from the triangulations (%d frames labelled in ≥ 2 cameras, %d needed per bone)",
+                     poses.shape[0], min_frames)
+    return (radii if used else None), summary
+
+
+def run(triangulation_paths: list, output_path: str, labels_dir: str | None = None,
+        calibration_paths: dict | None = None, num_states: int = 50, num_iters: int = 1000, seed: int = 1,
+        error_frame_step: int = 10, cameras: list | None = None, bone_lengths: str = "labels",
+        min_label_frames: int = 10, item: str = "", log: logging.Logger | None = None) -> dict:
+    """Fit GIMBAL's parameters on every listed session; returns frames used, states, bone-length source, seconds.
+
+    ``calibration_paths``: session → ``camera_params.h5`` (the labels' sessions are looked up there)."""
     from mck.gimbal import fit_params, save_params
 
     t0 = time.perf_counter()
+    if bone_lengths not in BONE_LENGTH_SOURCES:
+        raise InputError(f"unknown bone_lengths {bone_lengths!r}", item=item,
+                         fix=f"set step.func_kwargs.bone_lengths to one of {', '.join(BONE_LENGTH_SOURCES)}")
+    if min_label_frames < 1:
+        raise InputError(f"min_label_frames must be at least 1, got {min_label_frames}", item=item,
+                         fix="set step.func_kwargs.min_label_frames to a positive number of frames")
     poses, errors, confidences, cameras = [], [], [], None
     missing = [p for p in triangulation_paths if not os.path.isfile(p)]
     if missing:
@@ -69,6 +144,10 @@ def run(triangulation_paths: list, output_path: str, num_states: int = 50, num_i
     if complete < num_states:
         raise InputError(f"only {complete} frames have all 14 keypoints triangulated; {num_states} pose states "
                          "need more", item=item, fix="fit on more sessions or set step.func_kwargs.num_states lower")
+    radii, bones = None, {"source": "triangulation", "reason": "bone_lengths=triangulation"}
+    if bone_lengths == "labels":
+        radii, bones = _label_radii(labels_dir, calibration_paths, list(cameras or []), int(min_label_frames),
+                                    item, log)
     with_conf = bool(errors) and all(c is not None for c in confidences)
     if log and errors and not with_conf:
         log.info("a triangulation.h5 has no confidences (written by an older mck): the lab's observation variances")
@@ -76,12 +155,12 @@ def run(triangulation_paths: list, output_path: str, num_states: int = 50, num_i
                         reprojection_errors=np.concatenate(errors, axis=1) if errors else None,
                         confidences=np.concatenate(confidences, axis=1) if with_conf else None,
                         num_cameras=None if errors else len(cameras or []) or None, num_states=int(num_states), num_iters=int(num_iters),
-                        seed=int(seed), node_names=MOUSE.names, camera_names=cameras)
+                        seed=int(seed), node_names=MOUSE.names, camera_names=cameras, radii=radii)
     os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
     save_params(output_path, params)
     return {"sessions": len(poses), "frames": int(positions.shape[0]), "complete_frames": complete,
             "num_states": int(num_states), "em_final_log_likelihood": float(params["log_likelihood"][-1]),
-            "median_bone_length_mm": float(np.median(params["radii"][1:])),
+            "median_bone_length_mm": float(np.median(params["radii"][1:])), "bone_lengths": bones,
             "observation_model": {k[len("obs_model_"):]: round(float(v), 4) for k, v in params.items()
                                   if k.startswith("obs_model_") and np.ndim(v) == 0} or "lab",
             "seconds": round(time.perf_counter() - t0, 1)}

@@ -44,6 +44,28 @@ def test_fit_params_layout_and_bone_lengths_in_node_order(tmp_path):
     assert isinstance(joblib.load(path), dict)                                # the lab's reader: a plain dict
 
 
+def test_bone_lengths_measured_elsewhere_replace_the_means_where_given():
+    from mck.gimbal.fit import mean_bone_lengths
+
+    x = mouse_poses(300, seed=5)
+    truth = np.linalg.norm(x - x[:, MOUSE.parents], axis=-1).mean(0)
+    partial = x.copy()
+    partial[:200, 11] = np.nan                                                # node 11 seen in 100 frames only
+    partial[:, 13] = np.nan                                                   # node 13 never
+    radii, counts = mean_bone_lengths(partial, MOUSE.parents)
+    assert counts[11] == 100 and counts[13] == 0 and counts[1] == 300 and np.isnan(radii[13])
+    assert np.allclose(radii[11], np.linalg.norm(x[200:, 11] - x[200:, 10], axis=-1).mean())
+    assert np.allclose(radii[:11], truth[:11]) and radii[0] == 0
+    biased = x.copy()
+    biased[:, 11] = biased[:, 10] + 0.2 * (biased[:, 11] - biased[:, 10])    # a detector pulling a paw's ends together
+    params = fit_params(biased, MOUSE.parents, num_cameras=6, num_states=3, num_iters=20, radii=radii)
+    assert np.allclose(params["radii"][:13], radii[:13])                      # measured elsewhere: kept
+    assert params["radii"][13] == pytest.approx(np.linalg.norm(biased[:, 13] - biased[:, 12], axis=-1).mean())
+    assert params["radii_std"][11] == pytest.approx(np.linalg.norm(biased[:, 11] - biased[:, 10], axis=-1).std())
+    with pytest.raises(ValueError, match="radii"):
+        fit_params(x, MOUSE.parents, num_cameras=6, num_states=3, num_iters=5, radii=np.ones(5))
+
+
 def test_canonical_frame_points_the_spine_along_x():
     x = canonical_poses(mouse_poses(50, seed=1))
     spine = x[:, 2] - x[:, 0]

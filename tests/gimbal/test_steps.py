@@ -19,11 +19,13 @@ def project(tmp_path_factory):
 
 def test_fit_then_smooth_then_skip(project, tmp_path):
     run_mck(["step=triangulation", "-m", "session=glob(*)"], project, tmp_path, check=True)
-    run_mck(["step=fit_gimbal", "step.func_kwargs.num_states=4", "step.func_kwargs.num_iters=50"], project, tmp_path,
-            check=True)
+    proc = run_mck(["step=fit_gimbal", "step.func_kwargs.num_states=4", "step.func_kwargs.num_iters=50"], project,
+                   tmp_path, check=True)
     assert (project / "weights" / "gimbal_params.p").is_file()
     from mck.gimbal import load_params
     params = load_params(project / "weights" / "gimbal_params.p")
+    assert "bone lengths: 13 of 13 from" in proc.stdout + proc.stderr          # the labels: frames in all 6 cameras
+    np.testing.assert_allclose(params["radii"], true_bone_lengths(project), atol=0.2)
     assert params["obs_model_inlier_variance"].shape == (6, 14) and params["obs_model_outlier_variance"] > 0
     assert 0 <= params["obs_model_confidence_exponent"] <= 4
     measured = []
@@ -49,6 +51,40 @@ def test_fit_then_smooth_then_skip(project, tmp_path):
     assert status[("fit_gimbal", "gimbal_params.p")]["counts"]["done"] == 1
     again = run_mck(["step=gimbal", *FAST, "-m", "session=glob(*)"], project, tmp_path, check=True)
     assert "skip" in (again.stdout + again.stderr).lower()
+
+
+def true_bone_lengths(project) -> np.ndarray:
+    """(14,) mm, node order: the synthetic mouse's mean bone lengths over both sessions."""
+    from mck.skeleton import MOUSE
+
+    x = np.concatenate([load_ground_truth(project, s)["keypoints3d"][:, MOUSE.node_order + 1] for s in SESSIONS])
+    return np.linalg.norm(x - x[:, MOUSE.parents], axis=-1).mean(0)
+
+
+def test_bone_lengths_from_the_triangulations_on_request(project, tmp_path):
+    """``bone_lengths=triangulation`` is the lab's rule (the mean over the triangulated frames); an unknown source
+    is a one-line error."""
+    from mck.gimbal import load_params
+    from mck.skeleton import MOUSE
+    from mck.steps.fit_gimbal import to_node_order
+
+    run_mck(["step=triangulation", "-m", "session=glob(*)"], project, tmp_path, check=True)
+    out = tmp_path / "weights"
+    fit = ["step=fit_gimbal", "step.func_kwargs.num_states=4", "step.func_kwargs.num_iters=20",
+           f"project.weights_dir={out}"]
+    proc = run_mck([*fit, "step.func_kwargs.bone_lengths=triangulation"], project, tmp_path, check=True)
+    assert "bone lengths: 13 of" not in proc.stdout + proc.stderr
+    x = np.concatenate([to_node_order(np.load(project / s / f"{s}.robust_triangulation.npy")) for s in SESSIONS])
+    x = x[np.isfinite(x).all(axis=(1, 2))]
+    np.testing.assert_allclose(load_params(out / "gimbal_params.p")["radii"],
+                               np.linalg.norm(x - x[:, MOUSE.parents], axis=-1).mean(0), rtol=1e-9)
+    lab = load_params(out / "gimbal_params.p")["radii"]
+    proc = run_mck([*fit, f"project.labels_dir={tmp_path / 'no_labels'}", "overwrite=true"], project, tmp_path,
+                   check=True)                                                # default source, nothing to use: falls back
+    assert "bone lengths: from the triangulations (no labels folder)" in proc.stdout + proc.stderr
+    np.testing.assert_array_equal(load_params(out / "gimbal_params.p")["radii"], lab)
+    bad = run_mck([*fit, "step.func_kwargs.bone_lengths=guess", "overwrite=true"], project, tmp_path)
+    assert bad.returncode != 0 and "unknown bone_lengths 'guess'" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_preempted_gimbal_resumes_to_the_identical_result(project, tmp_path):
