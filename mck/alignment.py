@@ -64,3 +64,23 @@ def apply_alignment(per_camera: Sequence[np.ndarray], alignment: np.ndarray | No
         full[rows] = arr
         out.append(full)
     return out
+
+
+def trigger_rows(csv_path: str | Path, camera_names: Sequence[str]) -> dict[str, dict[int, int]]:
+    """Per camera, its video frame number → the trigger row it was recorded at (the cells of
+    ``aligned_frame_numbers.csv`` hold each camera's frame number). Raises InputError as :func:`load_alignment`."""
+    path = str(csv_path)
+    load_alignment(path, camera_names)  # the same checks and errors
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out: dict[str, dict[int, int]] = {c: {} for c in camera_names}
+    for r, row in enumerate(rows):
+        for c in camera_names:
+            cell = (row.get(c) or "").strip()
+            if cell.lower() not in _EMPTY:
+                try:
+                    out[c][int(float(cell))] = r
+                except ValueError as exc:
+                    raise InputError(f"alignment file: row {r + 1}, camera {c}: {cell!r} is not a frame number",
+                                     path=path) from exc
+    return out

@@ -114,8 +114,8 @@ def _register() -> None:
         OmegaConf.register_new_resolver("mck_root", lambda: str(REPO_ROOT))
     if not OmegaConf.has_resolver("mck_session_outputs"):
         OmegaConf.register_new_resolver("mck_session_outputs", _session_outputs)
-    if not OmegaConf.has_resolver("mck_session_calibrations"):
-        OmegaConf.register_new_resolver("mck_session_calibrations", _session_calibrations)
+    if not OmegaConf.has_resolver("mck_session_files"):
+        OmegaConf.register_new_resolver("mck_session_files", _session_files)
     if not OmegaConf.has_resolver("mck_dirname"):
         OmegaConf.register_new_resolver("mck_dirname", short_dirname)
 
@@ -145,18 +145,17 @@ def _session_outputs(output_name: str, *, _root_) -> List[str]:
     return [str(Path(inventory.sessions[n].output_dir) / f"{n}.{output_name}") for n in names]
 
 
-def _session_calibrations(*, _root_) -> Dict[str, str]:
-    """``${mck_session_calibrations:}``: session → the ``camera_params.h5`` of its calibration, for every session of
-    the project that has one (absolute paths; the file need not exist yet)."""
+def _session_files(key: str, *, _root_) -> Dict[str, str]:
+    """``${mck_session_files:calibration_params}`` / ``${mck_session_files:alignment}``: session → that file of the
+    session's config node (absolute paths; a calibration's need not exist yet), for every session that has one."""
     from mck.inventory import inventory_for_project
 
     inventory = inventory_for_project(_root_.project)
     out = {}
     for name in sorted(inventory.sessions):
-        path = inventory.node("session", name).get("calibration_params")
+        path = inventory.node("session", name).get(key)
         if path:
             out[name] = str(path)
     return out
-
 
 _register()

@@ -42,19 +42,29 @@ def _per_camera_node_order(values: np.ndarray) -> np.ndarray:
 BONE_LENGTH_SOURCES = ("labels", "triangulation")
 
 
-def label_poses(labels_dir: str, calibration_paths: dict, cameras: list) -> np.ndarray:
-    """3D poses (N, 15, 3) mm, HRNet order, from the labels of the N frames labelled in ≥ 2 cameras of a session that
-    has a calibration (``{session}.{camera}.{frame}.jpg`` names, §D.3); each in its calibration's world frame. NaN
-    where a keypoint has fewer than 2 labelled views. (0, 15, 3) when there are none."""
+def label_poses(labels_dir: str, calibration_paths: dict, cameras: list,
+                alignment_paths: dict | None = None) -> np.ndarray:
+    """3D poses (N, 15, 3) mm, HRNet order, from the labels of the N instants labelled in ≥ 2 cameras of a session
+    whose calibration exists (``{session}.{camera}.{frame}.jpg`` names, §D.3; with the session's alignment file the
+    frame numbers are mapped to triggers, as cameras that dropped frames number them differently); each in its
+    calibration's world frame. NaN where a keypoint has fewer than 2 labelled views; (0, 15, 3) when there are none."""
+    from mck.alignment import trigger_rows
     from mck.calibration_io import load_camera_params
     from mck.detection.labels import read_labels
     from mck.geometry import triangulate
 
+    alignment_paths = alignment_paths or {}
+    usable = {s for s, path in calibration_paths.items() if os.path.isfile(path)}
+    triggers = {s: trigger_rows(alignment_paths[s], cameras) for s in usable if s in alignment_paths}
     frames: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     for it in read_labels(labels_dir):
         parts = it.path.name.split(".")
-        if len(parts) >= 4 and parts[2].isdigit() and parts[0] in calibration_paths and it.camera in cameras:
-            frames.setdefault((parts[0], int(parts[2])), {})[it.camera] = it.keypoints
+        if len(parts) < 4 or not parts[2].isdigit() or parts[0] not in usable or it.camera not in cameras:
+            continue
+        session, frame = parts[0], int(parts[2])
+        instant = triggers[session][it.camera].get(frame) if session in triggers else frame
+        if instant is not None:
+            frames.setdefault((session, instant), {})[it.camera] = it.keypoints
     poses = []
     for session in sorted({s for s, _ in frames}):
         views = [v for (s, _), v in sorted(frames.items()) if s == session and len(v) >= 2]
@@ -70,8 +80,8 @@ def label_poses(labels_dir: str, calibration_paths: dict, cameras: list) -> np.n
     return np.concatenate(poses) if poses else np.zeros((0, 15, 3))
 
 
-def _label_radii(labels_dir: str | None, calibration_paths: dict | None, cameras: list, min_frames: int,
-                 item: str, log: logging.Logger | None) -> tuple[np.ndarray | None, dict]:
+def _label_radii(labels_dir: str | None, calibration_paths: dict | None, alignment_paths: dict | None,
+                 cameras: list, min_frames: int, log: logging.Logger | None) -> tuple[np.ndarray | None, dict]:
     """Bone lengths (14,) mm from the triangulated labels (NaN where fewer than ``min_frames``) and a summary."""
     from mck.gimbal.fit import mean_bone_lengths
 
@@ -80,7 +90,7 @@ def _label_radii(labels_dir: str | None, calibration_paths: dict | None, cameras
         if log:
             log.info("bone lengths: from the triangulations (%s)", why)
         return None, {"source": "triangulation", "reason": why}
-    poses = to_node_order(label_poses(labels_dir, calibration_paths, cameras))
+    poses = to_node_order(label_poses(labels_dir, calibration_paths, cameras, alignment_paths))
     radii, counts = mean_bone_lengths(poses, MOUSE.parents)
     radii = np.where(counts >= min_frames, radii, np.nan)
     used = int(np.isfinite(radii[1:]).sum())
@@ -97,12 +107,14 @@ def _label_radii(labels_dir: str | None, calibration_paths: dict | None, cameras
 
 
 def run(triangulation_paths: list, output_path: str, labels_dir: str | None = None,
-        calibration_paths: dict | None = None, num_states: int = 50, num_iters: int = 1000, seed: int = 1,
+        calibration_paths: dict | None = None, alignment_paths: dict | None = None, num_states: int = 50,
+        num_iters: int = 1000, seed: int = 1,
         error_frame_step: int = 10, cameras: list | None = None, bone_lengths: str = "labels",
         min_label_frames: int = 10, item: str = "", log: logging.Logger | None = None) -> dict:
     """Fit GIMBAL's parameters on every listed session; returns frames used, states, bone-length source, seconds.
 
-    ``calibration_paths``: session → ``camera_params.h5`` (the labels' sessions are looked up there)."""
+    ``calibration_paths`` / ``alignment_paths``: session → ``camera_params.h5`` / ``aligned_frame_numbers.csv``
+    (where the labels' sessions are looked up)."""
     from mck.gimbal import fit_params, save_params
 
     t0 = time.perf_counter()
@@ -146,8 +158,8 @@ def run(triangulation_paths: list, output_path: str, labels_dir: str | None = No
                          "need more", item=item, fix="fit on more sessions or set step.func_kwargs.num_states lower")
     radii, bones = None, {"source": "triangulation", "reason": "bone_lengths=triangulation"}
     if bone_lengths == "labels":
-        radii, bones = _label_radii(labels_dir, calibration_paths, list(cameras or []), int(min_label_frames),
-                                    item, log)
+        radii, bones = _label_radii(labels_dir, calibration_paths, alignment_paths, list(cameras or []),
+                                    int(min_label_frames), log)
     with_conf = bool(errors) and all(c is not None for c in confidences)
     if log and errors and not with_conf:
         log.info("a triangulation.h5 has no confidences (written by an older mck): the lab's observation variances")

@@ -5,7 +5,7 @@ Layout under OUT::
     OUT/20240422_calibration/20240422_calibration.{camera}.mp4     chessboard videos (6)
     OUT/20240422_J04301/20240422_J04301.{camera}.mp4              animal sessions (6 videos each)
     OUT/20240422_J04302/aligned_frame_numbers.csv                  with --drop-frames (lab format, §B.2)
-    OUT/labels/images/{session}/{session}.{camera}.{frame}.jpg    labelled frames (CLAHE, 3 channels, §D.3)
+    OUT/labels/images/{session}/{session}.{camera}.{frame}.jpg    labelled frames (CLAHE, §D.3; video's frame no.)
     OUT/labels/labels.json                                         Scale-AI-style tasks (§D.3)
     OUT/ground_truth/camera_params.h5                              the true cameras (§A.6 layout)
     OUT/ground_truth/{session}.keypoints3d.npy                     (T, 15, 3) mm, HRNet order, per trigger
@@ -227,7 +227,9 @@ def write_project(spec: Spec, progress: bool = True) -> dict:
                 continue
             c = rig.names.index(cam)
             for t, frame in sorted(results[i]["labelled"].items()):
-                filename = f"{session}.{cam}.{t}.jpg"
+                if frame_index[t, c] < 0:
+                    continue  # dropped: not in the video, so not labelled either
+                filename = f"{session}.{cam}.{frame_index[t, c]}.jpg"  # the video's frame number, as the lab's
                 img = cv2.cvtColor(clahe.apply(frame), cv2.COLOR_GRAY2BGR)
                 cv2.imwrite(str(image_dir / filename), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
                 annotations = [{"label": KEYPOINT_NAMES[k], "x": float(uv[t, c, k, 0]), "y": float(uv[t, c, k, 1])}

@@ -61,6 +61,39 @@ def true_bone_lengths(project) -> np.ndarray:
     return np.linalg.norm(x - x[:, MOUSE.parents], axis=-1).mean(0)
 
 
+def test_labels_are_triangulated_at_their_triggers(project):
+    """Frames labelled in several cameras become 3D poses; in the session whose side2 dropped frames, the label file
+    names carry each video's own frame numbers, which the alignment file maps back to triggers."""
+    from mck.alignment import trigger_rows
+    from mck.steps.fit_gimbal import label_poses
+
+    cameras = ["top", "side1", "side2", "side3", "side4", "bottom"]
+    calibration = next(project.glob("*calib*/*.camera_params.h5"))
+    aligned = project / SESSIONS[1] / "aligned_frame_numbers.csv"
+    assert aligned.is_file()
+    rows = trigger_rows(aligned, cameras)
+    assert rows["top"] == {t: t for t in range(60)} and len(rows["side2"]) < 60
+    dropped = sorted(set(range(60)) - set(rows["side2"].values()))
+    assert all(rows["side2"][f] == f + sum(d <= rows["side2"][f] for d in dropped) for f in rows["side2"])
+    truth = np.concatenate([load_ground_truth(project, s)["keypoints3d"] for s in SESSIONS])
+    labels = sorted((project / "labels" / "images" / SESSIONS[1]).glob("*.side2.*.jpg"))
+    assert labels and any(int(p.name.split(".")[2]) >= dropped[0] for p in labels)   # labels after the drop
+    poses = label_poses(str(project / "labels"), {s: str(calibration) for s in SESSIONS}, cameras,
+                        {SESSIONS[1]: str(aligned)})
+    # the labelled triggers: the top camera never drops, so its file names are the triggers
+    triggers = [(s, int(p.name.split(".")[2])) for s in SESSIONS
+                for p in sorted((project / "labels" / "images" / s).glob("*.top.*.jpg"))]
+    expected = np.stack([truth[SESSIONS.index(s) * 60 + t] for s, t in sorted(triggers)])
+    assert poses.shape == expected.shape
+    err = np.linalg.norm(poses - expected, axis=-1)
+    assert np.nanmax(err) < 0.5, np.nanmax(err)
+    pair = ["side1", "side2"]                                   # two views: a mismatched one cannot be outvoted
+    poses = label_poses(str(project / "labels"), {SESSIONS[1]: str(calibration)}, pair,
+                        {SESSIONS[1]: str(aligned)})
+    expected = np.stack([truth[60 + t] for s, t in sorted(triggers) if s == SESSIONS[1]])
+    assert np.nanmax(np.linalg.norm(poses - expected, axis=-1)) < 0.5
+
+
 def test_bone_lengths_from_the_triangulations_on_request(project, tmp_path):
     """``bone_lengths=triangulation`` is the lab's rule (the mean over the triangulated frames); an unknown source
     is a one-line error."""
@@ -79,8 +112,9 @@ def test_bone_lengths_from_the_triangulations_on_request(project, tmp_path):
     np.testing.assert_allclose(load_params(out / "gimbal_params.p")["radii"],
                                np.linalg.norm(x - x[:, MOUSE.parents], axis=-1).mean(0), rtol=1e-9)
     lab = load_params(out / "gimbal_params.p")["radii"]
+    # the default source with nothing to use falls back
     proc = run_mck([*fit, f"project.labels_dir={tmp_path / 'no_labels'}", "overwrite=true"], project, tmp_path,
-                   check=True)                                                # default source, nothing to use: falls back
+                   check=True)
     assert "bone lengths: from the triangulations (no labels folder)" in proc.stdout + proc.stderr
     np.testing.assert_array_equal(load_params(out / "gimbal_params.p")["radii"], lab)
     bad = run_mck([*fit, "step.func_kwargs.bone_lengths=guess", "overwrite=true"], project, tmp_path)
