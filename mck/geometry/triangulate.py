@@ -153,9 +153,9 @@ def _weighted_solve(und: np.ndarray, w: np.ndarray, basis: np.ndarray, depth: np
 
 def _residuals(X: np.ndarray, und: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Undistorted-pixel residuals (N, C) and depths (N, C) of points X (N, 3)."""
-    hom = (X @ P[:, :, :3].reshape(-1, 3).T + P[:, :, 3].reshape(-1)).reshape(len(X), P.shape[0], 3)
-    depth = hom[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):   # NaN points (fewer than 2 views) stay NaN
+        hom = (X @ P[:, :, :3].reshape(-1, 3).T + P[:, :, 3].reshape(-1)).reshape(len(X), P.shape[0], 3)
+        depth = hom[..., 2]
         proj = hom[..., :2] / depth[..., None]
     return np.linalg.norm(proj - und, axis=-1), depth
 
