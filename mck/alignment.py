@@ -16,14 +16,9 @@ from mck.errors import InputError
 _EMPTY = ("", "nan", "none", "null")
 
 
-def load_alignment(csv_path: str | Path | None, camera_names: Sequence[str]) -> np.ndarray | None:
-    """``(rows, cameras)`` bool: True where the camera has a frame for that trigger; None when no file is given.
-
-    Raises InputError when the file is unreadable or lacks a camera's column.
-    """
-    if not csv_path:
-        return None
-    path = str(csv_path)
+def _cells(path: str, camera_names: Sequence[str]) -> list[list[str]]:
+    """Per trigger row, each camera's cell stripped ('' where it dropped the trigger). Raises InputError when the
+    file is unreadable or lacks a camera's column."""
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -35,8 +30,19 @@ def load_alignment(csv_path: str | Path | None, camera_names: Sequence[str]) -> 
     if missing:
         raise InputError(f"alignment file has no column for {', '.join(missing)} (columns: {', '.join(fields)})",
                          path=path, fix="one column per camera name plus trigger_number")
-    return np.array([[(r.get(c) or "").strip().lower() not in _EMPTY for c in camera_names] for r in rows],
-                    dtype=bool).reshape(len(rows), len(camera_names))
+    cells = [[(r.get(c) or "").strip() for c in camera_names] for r in rows]
+    return [["" if v.lower() in _EMPTY else v for v in row] for row in cells]
+
+
+def load_alignment(csv_path: str | Path | None, camera_names: Sequence[str]) -> np.ndarray | None:
+    """``(rows, cameras)`` bool: True where the camera has a frame for that trigger; None when no file is given.
+
+    Raises InputError when the file is unreadable or lacks a camera's column.
+    """
+    if not csv_path:
+        return None
+    cells = _cells(str(csv_path), camera_names)
+    return np.array([[v != "" for v in row] for row in cells], dtype=bool).reshape(len(cells), len(camera_names))
 
 
 def apply_alignment(per_camera: Sequence[np.ndarray], alignment: np.ndarray | None,
@@ -70,14 +76,10 @@ def trigger_rows(csv_path: str | Path, camera_names: Sequence[str]) -> dict[str,
     """Per camera, its video frame number → the trigger row it was recorded at (the cells of
     ``aligned_frame_numbers.csv`` hold each camera's frame number). Raises InputError as :func:`load_alignment`."""
     path = str(csv_path)
-    load_alignment(path, camera_names)  # the same checks and errors
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
     out: dict[str, dict[int, int]] = {c: {} for c in camera_names}
-    for r, row in enumerate(rows):
-        for c in camera_names:
-            cell = (row.get(c) or "").strip()
-            if cell.lower() not in _EMPTY:
+    for r, row in enumerate(_cells(path, camera_names)):
+        for c, cell in zip(camera_names, row):
+            if cell:
                 try:
                     out[c][int(float(cell))] = r
                 except ValueError as exc:

@@ -17,6 +17,7 @@ say which). The tolerance ``radii_std`` is always measured on the triangulations
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -66,8 +67,8 @@ def label_poses(labels_dir: str, calibration_paths: dict, cameras: list,
         if instant is not None:
             frames.setdefault((session, instant), {})[it.camera] = it.keypoints
     poses = []
-    for session in sorted({s for s, _ in frames}):
-        views = [v for (s, _), v in sorted(frames.items()) if s == session and len(v) >= 2]
+    for session, group in itertools.groupby(sorted(frames.items()), key=lambda entry: entry[0][0]):
+        views = [v for _, v in group if len(v) >= 2]
         if not views:
             continue
         names, extrinsics, intrinsics = load_camera_params(calibration_paths[session], list(cameras))
@@ -85,8 +86,10 @@ def _label_radii(labels_dir: str | None, calibration_paths: dict | None, alignme
     """Bone lengths (14,) mm from the triangulated labels (NaN where fewer than ``min_frames``) and a summary."""
     from mck.gimbal.fit import mean_bone_lengths
 
-    if not labels_dir or not os.path.isdir(labels_dir) or not calibration_paths or not cameras:
-        why = "no labels folder" if not labels_dir or not os.path.isdir(labels_dir) else "no calibrated sessions"
+    why = ("no labels folder" if not labels_dir or not os.path.isdir(labels_dir) else
+           "no calibrated sessions" if not calibration_paths else
+           "camera names unknown: no triangulation.h5" if not cameras else None)
+    if why:
         if log:
             log.info("bone lengths: from the triangulations (%s)", why)
         return None, {"source": "triangulation", "reason": why}
