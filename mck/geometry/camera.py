@@ -33,8 +33,10 @@ def rotation_to_rvec(rotation: np.ndarray) -> np.ndarray:
     out = np.empty((flat.shape[0], 3))
     for i, r in enumerate(flat):  # a handful of cameras, never per frame
         cos = np.clip((np.trace(r) - 1) / 2, -1.0, 1.0)
-        theta = np.arccos(cos)
-        if theta < 1e-9:
+        skew = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])   # 2 sin θ · axis
+        sin = np.linalg.norm(skew) / 2
+        theta = np.arctan2(sin, cos)  # accurate near 0 too, where arccos(cos) rounds small angles to 0
+        if sin == 0.0 and cos > 0:
             out[i] = 0.0
         elif np.pi - theta < 1e-6:
             # near π: axis from the symmetric part
@@ -44,8 +46,7 @@ def rotation_to_rvec(rotation: np.ndarray) -> np.ndarray:
             axis = m[j] / np.sqrt(m[j, j])
             out[i] = axis / np.linalg.norm(axis) * theta
         else:
-            axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]]) / (2 * np.sin(theta))
-            out[i] = axis * theta
+            out[i] = skew / (2 * sin) * theta
     return out.reshape(rotation.shape[:-2] + (3,))
 
 
