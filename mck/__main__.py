@@ -1,6 +1,7 @@
 """``python -m mck``: the command line.
 
     python -m mck [OVERRIDES…] [-m]        run a step (Hydra app; -m sweeps, e.g. -m video='glob(*)')
+    python -m mck pipeline [OVERRIDES…] [-m session=…]   every pending job of every step, in graph order
     python -m mck status [--json] [--timing] [OVERRIDES…]
     python -m mck rerun RUN_DIR [OVERRIDES…]
     python -m mck cancel step=STEP [video=…|session=…]
@@ -21,7 +22,7 @@ import traceback
 
 from mck.errors import ConfigError, MckError
 
-SUBCOMMANDS = ("status", "rerun", "cancel", "synth", "demo")
+SUBCOMMANDS = ("status", "rerun", "cancel", "synth", "demo", "pipeline")
 _GLOB = re.compile(r"^glob\((.*)\)$")
 
 
@@ -153,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                 from mck.launch.cancel import main as cancel_main
 
                 return cancel_main(rest)
+            if command == "pipeline":
+                from mck.pipeline import main as pipeline_main
+
+                return pipeline_main(rest)
             if command == "demo":
                 from mck.demo import main as demo_main
 

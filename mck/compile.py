@@ -1,23 +1,27 @@
-"""Compile: one composed config (step + item + project) → one Job: which item, which outputs, what to do
-(run / skip because done / blocked by a dependency / running elsewhere), its time limit and resources.
+"""Compile: one composed config (step + item + project) → one Job: which item, which outputs, the paths of its
+declared inputs (from :mod:`mck.graph`), what to do (run / skip because done / blocked by a dependency / running
+elsewhere), its time limit and resources. Its arguments are bound to the step function here, so a misspelled or
+mistyped parameter is refused before anything runs or is submitted.
 
 Pure bookkeeping on the config and the file system; it never runs a step.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mck import graph as graph_mod
 from mck import layout, records
-from mck.config import CONF_DIR, LEVELS, StepConfig
+from mck.config import LEVELS, StepConfig
 from mck.errors import ConfigError, InputError
-from mck.inventory import Settings, find_item, item_node, match_calibration, unknown_item_error, scan
+from mck.graph import Graph, Items, ItemRef, StepNode, build_graph, need_paths, needs
+from mck.inventory import Inventory, Settings, find_item, item_node, match_calibration, unknown_item_error, scan
 
 RUN, SKIP, BLOCKED, RUNNING = "run", "skip", "blocked", "running"
 
@@ -38,6 +42,10 @@ class Job:
     ncpus: int = 1
     gpu: bool = False
     output_root: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)      # function parameter → resolved path(s)
+    needs: list[tuple[str, str, str]] = field(default_factory=list)   # (step, output_name, item) it reads
+    after: list[str] = field(default_factory=list)            # SLURM job ids it must wait for (afterok)
+    variants: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,19 +60,36 @@ class Job:
         return asdict(self)
 
 
-@functools.lru_cache(maxsize=64)
-def _step_file(name: str) -> DictConfig:
-    path = CONF_DIR / "step" / f"{name}.yaml"
-    if not path.is_file():
-        options = sorted(p.stem for p in (CONF_DIR / "step").glob("*.yaml"))
-        raise ConfigError(f"no step named {name!r}", fix=f"steps: {', '.join(options)}")
-    return OmegaConf.merge(OmegaConf.structured(StepConfig), OmegaConf.load(path))
+_GRAPHS: dict[str, Graph] = {}
 
 
-def step_spec(name: str, project: DictConfig) -> DictConfig:
-    """A step's config (from ``conf/step/NAME.yaml``) with ``project`` available for interpolation."""
-    root = OmegaConf.create({"project": project, "step": _step_file(name)})
-    return root.step
+def apply_experiment(cfg: DictConfig) -> None:
+    """Merge the experiment's ``steps.<this step>`` overrides into ``cfg.step`` (what the command line changed in
+    ``step`` wins), so the job, its snapshot and its binding all see the effective step config."""
+    extra = (cfg.get("steps") or {}).get(str(cfg.step.name))
+    if not extra:
+        return
+    effective = graph_mod.effective_step(str(cfg.step.name), cfg, cfg.step)
+    _set_node(cfg, "step", OmegaConf.merge(OmegaConf.structured(StepConfig), effective))
+
+
+def graph_for(cfg: DictConfig) -> Graph:
+    """The step graph of this composition (experiment ``steps``, ``variants``, the current step's overrides)."""
+    key = OmegaConf.to_yaml(OmegaConf.create({"steps": cfg.get("steps") or {}, "variants": cfg.get("variants") or {},
+                                              "step": cfg.step}))
+    if key not in _GRAPHS:
+        if len(_GRAPHS) > 32:
+            _GRAPHS.clear()
+        _GRAPHS[key] = build_graph(cfg, current=cfg.step)
+    return _GRAPHS[key]
+
+
+def step_spec(name: str, project: DictConfig, root: DictConfig | None = None) -> DictConfig:
+    """Step ``name``'s effective config (its file + the experiment's overrides in ``root``), interpolating against
+    ``project``."""
+    node = OmegaConf.create({"project": project, "seed": (root.get("seed") if root is not None else 0) or 0,
+                             "step": graph_mod.effective_step(name, root)})
+    return node.step
 
 
 def level_of(step: DictConfig) -> str:
@@ -74,13 +99,12 @@ def level_of(step: DictConfig) -> str:
     return level
 
 
-def step_outputs(step: DictConfig, level: str, item: str, output_dir: str) -> list[str]:
-    info = step.output_info
-    return layout.output_paths(level, item, output_dir, str(info.output_name), [str(a) for a in info.also])
-
-
-def project_output_dir(step: DictConfig, project: DictConfig) -> str:
-    return str(step.output_info.output_dir or project.output_root)
+def project_output_dir(node: StepNode, project: DictConfig) -> str:
+    """Where a project-level step writes (its ``output_info.output_dir``, default ``project.output_root``)."""
+    if node.output_dir is None:
+        return str(project.output_root)
+    resolved = OmegaConf.create({"project": project, "d": node.output_dir})
+    return str(resolved.d)
 
 
 def ensure_item(cfg: DictConfig, settings: Settings) -> tuple[str, str | None, str]:
@@ -167,57 +191,124 @@ def time_limit_min(slurm: DictConfig, nframes: int | None, time_scale: float) ->
     return int(math.ceil(minutes * float(time_scale)))
 
 
-def dependency_items(cfg: DictConfig, dep_level: str, settings: Settings) -> list[tuple[str, str]]:
-    """(item, output_dir) pairs of the dependency step that this job's item needs."""
-    level = level_of(cfg.step)
-    if dep_level == "project":
-        return [(str(cfg.project.name), "")]
-    if level == "project":
+_SCANS: dict[Settings, tuple[float, Inventory]] = {}
+
+
+def cached_scan(settings: Settings, max_age_s: float = 10.0) -> Inventory:
+    """The project's items, rescanned at most every ``max_age_s`` seconds (a sweep compiles many jobs at once)."""
+    stamp, inv = _SCANS.get(settings, (0.0, None))
+    if inv is None or time.monotonic() - stamp > max_age_s:
         inv = scan(settings)
-        group = inv.group(dep_level)
-        return [(name, it.output_dir) for name, it in sorted(group.items())]
-    if dep_level == "calibration":
-        if level == "calibration":
-            return [(str(cfg.calibration.name), str(cfg.calibration.output_dir))]
-        node = cfg.session if level == "session" else None
-        session = str(node.name) if node is not None else str(cfg.video.session)
-        name, error = match_calibration(settings, session)
-        if name is None:
-            raise ConfigError(error, item=session)
-        return [(name, os.path.join(settings.output_root, name))]
-    if dep_level == level:
-        item, _, out = _item_of(cfg, level)
-        return [(item, out)]
-    if dep_level == "video" and level == "session":
-        node = cfg.session
-        return [(f"{node.name}.{cam}", str(node.output_dir)) for cam in node.videos]
-    if dep_level == "session" and level == "video":
-        return [(str(cfg.video.session), str(cfg.video.output_dir))]
-    raise ConfigError(f"step {cfg.step.name} ({level}) cannot depend on a {dep_level}-level step")
+        _SCANS[settings] = (time.monotonic(), inv)
+    return inv
 
 
-def _item_of(cfg: DictConfig, level: str) -> tuple[str, str | None, str]:
+def item_ref(cfg: DictConfig, level: str, items: Items) -> ItemRef:
+    """The job's item as the graph sees it (from the composed item node, no rescan)."""
+    if level == "project":
+        return ItemRef("project", str(cfg.project.name))
+    if level == "video":
+        node = cfg.video
+        cal, error = items.inv.calibration_for(str(node.session))
+        return ItemRef("video", str(node.name), str(node.session), (str(node.camera),), cal, str(node.output_dir),
+                       error)
     node = cfg[level]
-    return str(node.name), str(node.session), str(node.output_dir)
+    cal = str(node.calibration) if level == "session" and node.get("calibration") else None
+    error = str(node.calibration_error) if level == "session" and node.get("calibration_error") else None
+    return ItemRef(level, str(node.name), str(node.name), tuple(str(c) for c in node.videos), cal,
+                   str(node.output_dir), error)
 
 
-def compile_job(cfg: DictConfig, *, check_running: bool = True) -> Job:
-    """Turn one composed config into a Job and decide its action."""
+#: What a job reads from one producer item: (step, output name, item, that item's output paths, optional).
+Read = tuple[str, str, str, list[str], bool]
+
+
+def resolve_inputs(cfg: DictConfig, graph: Graph, node: StepNode, ref: ItemRef, items: Items
+                   ) -> tuple[dict[str, Any], list[Read]]:
+    """The job's inputs, {parameter: path | nested dict of paths}, and every producer item it reads."""
+    output_root = items.inv.settings.output_root
+    values: dict[str, Any] = {}
+    reads: list[Read] = []
+    declared = cfg.step.get("inputs") or {}
+    for name, spec in node.inputs.items():
+        try:
+            fields = OmegaConf.to_container(declared[name], resolve=True) if name in declared else {}
+        except Exception as exc:
+            raise ConfigError(f"step.inputs.{name}: {str(exc).splitlines()[0]}", item=ref.name,
+                              fix=f"check inputs.{name} in conf/step/{node.name}.yaml") from exc
+        variant = fields.get("variant", spec.variant)
+        producer = graph.node(spec.step).as_variant(None if variant is None else str(variant))
+        output = fields.get("output", spec.output)
+        explicit = fields.get("path", spec.path)
+        pdir = project_output_dir(producer, cfg.project) if producer.level == "project" else None
+        entries, mine = [], []
+        for need in needs(node.level, ref, producer, items, only=fields.get("items", spec.items) or None):
+            paths = need_paths(producer, need, output_root, None, pdir)
+            entries.append((need.key, need_paths(producer, need, output_root, output, pdir)[0] if output else paths[0]))
+            mine.append((producer.name, producer.output_name, need.item, paths, spec.optional))
+        if explicit is not None and not (len(entries) == 1 and os.path.abspath(str(explicit)) in (
+                entries[0][1], _untagged(producer, mine[0], output))):
+            # an explicit file (e.g. pre-trained weights elsewhere): no edge to the producer
+            if not os.path.exists(str(explicit)) and not spec.optional:
+                raise ConfigError(f"step.inputs.{name}: {explicit} does not exist", item=ref.name,
+                                  fix=f"point it at an existing file, or run step={producer.name} to make one")
+            values[name] = str(explicit)
+            continue
+        reads.extend(mine)
+        if spec.optional:
+            entries = [(k, p if layout.output_exists(p) else None) for k, p in entries]
+            if any(k != () for k, _ in entries):
+                entries = [(k, p) for k, p in entries if p is not None]
+        if entries:
+            values[name] = graph_mod.assemble(entries)
+        else:
+            values[name] = {} if (node.level in ("project", "calibration") or producer.level != node.level) else None
+    for dep in node.after:
+        producer = graph.node(dep)
+        pdir = project_output_dir(producer, cfg.project) if producer.level == "project" else None
+        for need in needs(node.level, ref, producer, items):
+            reads.append((producer.name, producer.output_name, need.item,
+                          need_paths(producer, need, output_root, None, pdir), False))
+    return values, reads
+
+
+def _untagged(producer: StepNode, read: Read, output: str | None) -> str:
+    """The path the producer's output would have without variant tags (what a project file spells)."""
+    tagged_name = producer.output_for(output)
+    default_name = producer.as_variant("").output_for(output)
+    path = read[3][producer.outputs.index(tagged_name)] if tagged_name in producer.outputs else read[3][0]
+    return path[: len(path) - len(tagged_name)] + default_name if path.endswith(tagged_name) else path
+
+
+def compile_job(cfg: DictConfig, *, check_running: bool = True, chain_queued: bool = False,
+                validate: bool = True) -> Job:
+    """Turn one composed config into a Job and decide its action.
+
+    ``chain_queued``: a job whose missing inputs are all being made by queued SLURM jobs runs after them
+    (``job.after`` holds their ids) instead of being blocked. ``validate``: bind the arguments to the step function
+    now (a wrong key or type is a ConfigError naming item, key, value and fix), whatever the action."""
     settings = Settings.from_project(cfg.project)
-    step = cfg.step
-    level = level_of(step)
+    apply_experiment(cfg)
+    graph = graph_for(cfg)
+    node = graph.node(str(cfg.step.name))
+    level = node.level
     item, session, output_dir = ensure_item(cfg, settings)
     if level == "project":
-        output_dir = project_output_dir(step, cfg.project)
-    outputs = step_outputs(step, level, item, output_dir)
-    slurm = step.slurm_params
+        output_dir = project_output_dir(node, cfg.project)
+    outputs = layout.output_paths(level, item, output_dir, node.outputs[0], node.outputs[1:])
+    slurm = cfg.step.slurm_params
     nframes = item_frames(cfg, level)
-    job = Job(step=str(step.name), output_name=str(step.output_info.output_name), level=level, item=item,
+    job = Job(step=node.name, output_name=node.output_name, level=level, item=item,
               session=session, outputs=outputs, time_min=time_limit_min(slurm, nframes, cfg.time_scale),
               nframes=nframes, mem=str(slurm.mem), ncpus=int(slurm.ncpus), gpu=bool(slurm.gpu),
-              output_root=settings.output_root)
-    if level == "session" and "calibration" in list(step.step_dependencies) and not cfg.session.calibration:
-        raise ConfigError(str(cfg.session.calibration_error), item=item)
+              output_root=settings.output_root, variants=dict(graph.variants))
+    items = Items(cached_scan(settings), str(cfg.project.name))
+    job.inputs, reads = resolve_inputs(cfg, graph, node, item_ref(cfg, level, items), items)
+    job.needs = [(s, o, i) for s, o, i, _, _ in reads]
+    if validate:
+        from mck.binding import bind_arguments, import_step_function
+
+        bind_arguments(import_step_function(cfg.step), cfg.step, job)
     _check_writable(os.path.dirname(outputs[0]), item)
     if level == "session":
         check_session_frames(cfg.session)
@@ -229,18 +320,24 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True) -> Job:
         if owner and owner.get("job_id") != records.job_identity()["job_id"]:
             job.action, job.reason = RUNNING, f"running as {owner.get('job_id')} on {owner.get('host')}"
             return job
+    queued: dict[tuple[str, str, str], str] = {}
     missing = []
-    for dep in step.step_dependencies:
-        dep_step = step_spec(str(dep), cfg.project)
-        dep_level = level_of(dep_step)
-        for dep_item, dep_dir in dependency_items(cfg, dep_level, settings):
-            if dep_level == "project":
-                dep_dir = project_output_dir(dep_step, cfg.project)
-            if not all(layout.output_exists(p) for p in step_outputs(dep_step, dep_level, dep_item, dep_dir)):
-                missing.append(f"{dep} {dep_item}")
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        job.action, job.reason = BLOCKED, "waiting for " + ", ".join(missing[:3]) + more
+    for s, o, i, paths, optional in reads:
+        if all(layout.output_exists(p) for p in paths):
+            continue
+        owner = records.lock_owner(job.output_root, s, o, i) if (chain_queued or not optional) else None
+        if owner and owner.get("slurm_job_id"):
+            queued[(s, o, i)] = str(owner["slurm_job_id"])   # optional inputs made in this submission: wait too
+        if not optional:
+            missing.append((s, o, i))
+    if missing and not (chain_queued and all(k in queued for k in missing)):
+        names = [f"{s} {i}" + (f" (queued as {queued[(s, o, i)]})" if (s, o, i) in queued else "")
+                 for s, o, i in missing]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        job.action, job.reason = BLOCKED, "waiting for " + ", ".join(names[:3]) + more
+    elif queued and chain_queued:
+        job.after = sorted(set(queued.values()))
+        job.reason = f"after {len(job.after)} queued job(s)"
     return job
 
 

@@ -52,7 +52,8 @@ class OutputInfo:
 class StepConfig:
     name: str = MISSING
     pipeline_info: PipelineInfo = field(default_factory=PipelineInfo)
-    step_dependencies: List[str] = field(default_factory=list)
+    step_dependencies: List[str] = field(default_factory=list)   # order-only edges; inputs add the rest
+    inputs: Dict[str, Any] = field(default_factory=dict)          # param → {step, output?, optional?, path?, items?}
     slurm_params: SlurmParams = field(default_factory=SlurmParams)
     wrap_params: WrapParams = field(default_factory=WrapParams)
     func_args: Dict[str, Any] = field(default_factory=dict)
@@ -100,6 +101,9 @@ class MckConfig:
     video: Optional[Dict[str, Any]] = None
     session: Optional[Dict[str, Any]] = None
     calibration: Optional[Dict[str, Any]] = None
+    steps: Dict[str, Any] = field(default_factory=dict)      # per-step overrides (experiments): steps.hrnet.func_kwargs…
+    variants: Dict[str, str] = field(default_factory=dict)   # step → variant tag: outputs keypoints.v2.h5, downstream too
+    demo: Dict[str, Any] = field(default_factory=dict)       # what `python -m mck demo` generates (experiments)
     overwrite: bool = False
     dry_run: bool = False
     debug: bool = False
@@ -112,8 +116,6 @@ def _register() -> None:
     cs.store(name="schema", node=MckConfig)
     if not OmegaConf.has_resolver("mck_root"):
         OmegaConf.register_new_resolver("mck_root", lambda: str(REPO_ROOT))
-    if not OmegaConf.has_resolver("mck_session_outputs"):
-        OmegaConf.register_new_resolver("mck_session_outputs", _session_outputs)
     if not OmegaConf.has_resolver("mck_session_files"):
         OmegaConf.register_new_resolver("mck_session_files", _session_files)
     if not OmegaConf.has_resolver("mck_dirname"):
@@ -134,20 +136,9 @@ def short_dirname(overrides: str) -> str:
     return f"{head}_{digest}"
 
 
-def _session_outputs(output_name: str, *, _root_) -> List[str]:
-    """``${mck_session_outputs:robust_triangulation.npy}``: that output of every session of the project (or of
-    ``project.fit_sessions`` when set), as absolute paths."""
-    from mck.inventory import inventory_for_project
-
-    project = _root_.project
-    inventory = inventory_for_project(project)
-    names = list(project.fit_sessions) or sorted(inventory.sessions)
-    return [str(Path(inventory.sessions[n].output_dir) / f"{n}.{output_name}") for n in names]
-
-
 def _session_files(key: str, *, _root_) -> Dict[str, str]:
-    """``${mck_session_files:calibration_params}`` / ``${mck_session_files:alignment}``: session → that file of the
-    session's config node (absolute paths; a calibration's need not exist yet), for every session that has one."""
+    """``${mck_session_files:alignment}``: session → that file of the session's config node (absolute paths), for
+    every session that has one. (Outputs of steps are declared ``inputs``, not resolved here.)"""
     from mck.inventory import inventory_for_project
 
     inventory = inventory_for_project(_root_.project)

@@ -224,14 +224,7 @@ def item_node(settings: Settings, item: Item, calibration: tuple[str | None, str
     node.update(date=item.name[:8], cameras=list(item.videos), videos=dict(item.videos))
     if item.kind == "session":
         calib, error = calibration if calibration is not None else (None, "not looked up")
-        node.update(
-            calibration=calib,
-            calibration_error=error,
-            calibration_params=(os.path.join(settings.output_root, calib, f"{calib}.camera_params.h5")
-                                if calib else None),
-            alignment=_alignment(settings, item),
-            keypoints={cam: os.path.join(item.output_dir, f"{item.name}.{cam}.keypoints.h5") for cam in item.videos},
-        )
+        node.update(calibration=calib, calibration_error=error, alignment=_alignment(settings, item))
     return node
 
 

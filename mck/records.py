@@ -147,3 +147,12 @@ def read_record(output_root: str, step: str, output_name: str, item: str) -> dic
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def note_variants(output_root: str, variants: dict[str, str]) -> None:
+    """Remember a variant selection (``.mck/variants.json``) so that ``status`` shows its rows."""
+    path = layout.state_dir(output_root) / "variants.json"
+    known = layout.read_json(path)
+    known = known if isinstance(known, list) else []
+    if dict(variants) not in known:
+        save_json(path, [*known, dict(variants)])

@@ -3,91 +3,21 @@ write the job record before and after, and turn every failure into a recorded, o
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from mck import layout, records
-from mck.compile import RUN, Job, compile_job
-from mck.errors import ConfigError, MckError, NotImplementedStep
+from mck.binding import bind_arguments, import_step_function
+from mck.compile import RUN, compile_job
+from mck.errors import MckError
 from mck.runtime import Preempted
 
 log = logging.getLogger("mck")
-INJECTED = ("output_path", "item", "log")
-
-
-def import_step_function(step: DictConfig) -> Callable[..., Any]:
-    func_path = str(step.wrap_params.func_path)
-    module_name, _, func_name = func_path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise NotImplementedStep(f"step {step.name} is not implemented yet ({func_path} does not exist)") from exc
-        raise
-    func = getattr(module, func_name, None)
-    if func is None:
-        raise NotImplementedStep(f"step {step.name} is not implemented yet ({func_path} does not exist)")
-    return func
-
-
-def _check_type(name: str, value: Any, default: Any, func_path: str) -> Any:
-    """Reject values whose type cannot be what the parameter's default says (int ← 'abc')."""
-    if default is inspect.Parameter.empty or default is None or value is None:
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"step.func_kwargs.{name}={value!r}: expected true or false ({func_path})")
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"step.func_kwargs.{name}={value!r}: expected an integer ({func_path})")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"step.func_kwargs.{name}={value!r}: expected a number ({func_path})")
-        return float(value)
-    elif isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"step.func_kwargs.{name}={value!r}: expected a string ({func_path})")
-    return value
-
-
-def bind_arguments(func: Callable[..., Any], step: DictConfig, job: Job) -> dict[str, Any]:
-    """Keyword arguments for ``func``: func_args + func_kwargs by name, plus output_path/item/log if declared."""
-    func_path = str(step.wrap_params.func_path)
-    signature = inspect.signature(func)
-    params = signature.parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    try:
-        func_args = OmegaConf.to_container(step.func_args, resolve=True)
-        func_kwargs = OmegaConf.to_container(step.func_kwargs, resolve=True)
-    except Exception as exc:
-        raise ConfigError(f"cannot resolve step {step.name} arguments: {exc}") from exc
-    kwargs: dict[str, Any] = {}
-    for section, values in (("func_args", func_args), ("func_kwargs", func_kwargs)):
-        for name, value in values.items():
-            if name not in params and not accepts_any:
-                valid = ", ".join(p for p in params if p not in INJECTED)
-                raise ConfigError(f"step.{section}.{name} is not a parameter of {func_path}",
-                                  fix=f"parameters: {valid}")
-            default = params[name].default if name in params else inspect.Parameter.empty
-            kwargs[name] = _check_type(name, value, default, func_path)
-    injected = {"output_path": job.outputs[0] if job.outputs else None, "item": job.item, "log": log}
-    for name, value in injected.items():
-        if name in params:
-            kwargs[name] = value
-    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in kwargs
-               and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-    if missing:
-        raise ConfigError(f"{func_path} needs {', '.join(missing)}: add them to step.func_args")
-    return kwargs
 
 
 def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
@@ -101,7 +31,13 @@ def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
         job = compile_job(cfg)
         output_root = job.output_root
         record.update(item=job.item, level=job.level, session=job.session, outputs=job.outputs,
-                      time_limit_min=job.time_min, nframes=job.nframes)
+                      time_limit_min=job.time_min, nframes=job.nframes, output_name=job.output_name,
+                      inputs=job.inputs, variants=job.variants)
+        if job.variants:
+            records.note_variants(job.output_root, job.variants)
+        previous = records.read_record(job.output_root, job.step, job.output_name, job.item) or {}
+        if previous.get("state") == "submitted" and previous.get("after"):
+            record["after"] = previous["after"]     # the SLURM jobs it waited for (afterok)
         if run_dir:
             save_resolved_config(cfg, run_dir)
         if job.action != RUN:

@@ -82,3 +82,22 @@ def build_node_hierarchy(bodyparts=USE_BODYPARTS, edges=EDGES, root: str = ROOT)
 
 
 MOUSE = build_node_hierarchy()
+
+
+# ----------------------------------------------------------------------------------------------- keypoint orders
+def to_node_order(keypoints15):
+    """``(..., 15, D)`` in HRNet order → ``(..., 14, D)`` in GIMBAL node order (tail_tip dropped)."""
+    return keypoints15[..., MOUSE.node_order + 1, :]
+
+
+def per_camera_node_order(values):
+    """Per-detection values ``(T, C, 15)`` in HRNet order → ``(C, T, 14)`` in node order."""
+    return np.moveaxis(to_node_order(values[..., None])[..., 0], 1, 0)
+
+
+def gimbal_to_hrnet(gimbal):
+    """GIMBAL output ``(T, 14, 3)`` in node order → ``(T, 15, 3)`` HRNet order (tail_tip NaN)."""
+    out = np.full((gimbal.shape[0], len(KEYPOINT_NAMES), 3), np.nan)
+    hrnet_index = [KEYPOINT_NAMES.index(MOUSE.bodyparts[i]) for i in MOUSE.node_order]
+    out[:, hrnet_index] = gimbal
+    return out

@@ -12,17 +12,17 @@ import json
 import os
 import statistics
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mck import layout, records
-from mck.compile import level_of, project_output_dir, step_spec, step_outputs
-from mck.config import CONF_DIR
-from mck.inventory import Inventory, Settings, match_calibration, scan
-from mck.preparse import project_config
+from mck.compile import project_output_dir, step_spec
+from mck.errors import MckError
+from mck.graph import Graph, Items, ItemRef, StepNode, build_graph, needs
+from mck.inventory import Settings, scan
+from mck.preparse import compose_root
 
 STATES = ("done", "running", "failed", "pending", "blocked")
 
@@ -35,121 +35,189 @@ class StepStatus:
     counts: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STATES})
     failed: list[tuple[str, str]] = field(default_factory=list)
     running: list[tuple[str, str]] = field(default_factory=list)
+    blocked: list[tuple[str, str]] = field(default_factory=list)
     items: dict[str, str] = field(default_factory=dict)
+    variants: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return self.step
 
 
-def _items(inv: Inventory, level: str, project: DictConfig) -> dict[str, str]:
-    """item name → output dir."""
-    if level == "project":
-        return {str(project.name): ""}
-    return {name: it.output_dir for name, it in inv.group(level).items()}
+def step_names(root: Any = None) -> list[str]:
+    """Every step, in the pipeline order derived from the graph."""
+    return build_graph(_as_root(root)).order
 
 
-def _variants(output_root: str, step: str, default: str) -> list[str]:
-    """Output names of a step's variants that have job records, the default first."""
-    found = [default]
-    base = layout.state_dir(output_root) / "records" / step
-    if base.is_dir():
-        for entry in sorted(os.scandir(base), key=lambda e: e.name):
-            name = entry.name.replace("__", os.sep)
-            if entry.is_dir() and name not in found:
-                found.append(name)
-    return found
+def _as_root(config: Any) -> Any:
+    """A root config ({project, steps, variants}) from a root or a bare project node."""
+    if config is None:
+        return {}
+    if hasattr(config, "get") and config.get("project") is not None:
+        return config
+    return OmegaConf.create({"project": config})
 
 
-def step_names() -> list[str]:
-    order = ["probe", "calibration", "train_centernet", "train_hrnet", "centernet", "hrnet", "triangulation",
-             "fit_gimbal", "gimbal", "qc", "export", "compression", "report"]
-    names = sorted(p.stem for p in (CONF_DIR / "step").glob("*.yaml"))
-    return [n for n in order if n in names] + [n for n in names if n not in order]
+def recorded_variants(output_root: str) -> list[dict[str, str]]:
+    """The variant selections jobs of this project have run with (``.mck/variants.json``)."""
+    data = layout.read_json(layout.state_dir(output_root) / "variants.json")
+    return [dict(v) for v in data] if isinstance(data, list) else []
 
 
-def compute(project: DictConfig, steps: list[str] | None = None) -> list[StepStatus]:
+class _Resolver:
+    """Resolves an input's ``output``/``path``/``items`` fields per item kind (cached: they depend on the view
+    at most)."""
+
+    def __init__(self, root: Any, settings: Settings):
+        self.project = root.project
+        self.settings = settings
+        self.cache: dict[tuple, dict] = {}
+
+    def fields(self, node: StepNode, name: str, ref: ItemRef) -> dict:
+        camera = ref.cameras[0] if ref.level == "video" and ref.cameras else None
+        view = self.settings.view_of(camera) if camera else None
+        key = (node.name, tuple(sorted(node.spec.get("inputs", {}).get(name, {}).items(), key=str)), view)
+        if key not in self.cache:
+            raw = dict(node.spec.get("inputs", {}).get(name, {}))
+            scope = {"project": self.project, "x": raw,
+                     "video": {"view": view or "", "camera": camera or "", "name": ref.name,
+                               "session": ref.session or ""},
+                     "session": {"name": ref.session or ref.name}, "calibration": {"name": ref.name}}
+            try:
+                self.cache[key] = OmegaConf.to_container(OmegaConf.create(scope).x, resolve=True)
+            except Exception:
+                self.cache[key] = {k: v for k, v in raw.items() if not isinstance(v, str) or "${" not in v}
+        return self.cache[key]
+
+
+def compute(root: Any, steps: list[str] | None = None) -> list[StepStatus]:
+    """Per step and variant: the state of every item (done / running / failed / pending / blocked)."""
+    root = _as_root(root)
+    project = root.project
     settings = Settings.from_project(project)
     inv = scan(settings)
-    specs = {name: step_spec(name, project) for name in step_names()}
-    done_sets: dict[tuple[str, str], set[str]] = {}
-
-    def done_items(name: str, output_name: str) -> set[str]:
-        key = (name, output_name)
-        if key not in done_sets:
-            spec = specs[name]
-            level = level_of(spec)
-            also = list(spec.output_info.also) if output_name == spec.output_info.output_name else []
-            done = set()
-            for item, out_dir in _items(inv, level, project).items():
-                if level == "project":
-                    out_dir = project_output_dir(spec, project)
-                paths = layout.output_paths(level, item, out_dir, output_name, also)
+    items = Items(inv, str(project.name))
+    resolver = _Resolver(root, settings)
+    selections: list[dict[str, str]] = []
+    base = {str(k): str(v) for k, v in (root.get("variants") or {}).items()}
+    for chosen in [base, *recorded_variants(settings.output_root)]:
+        if chosen not in selections:
+            selections.append(chosen)
+    states: dict[tuple[str, str], dict[str, str]] = {}
+    errors: dict[tuple[str, str], dict[str, str]] = {}
+    result: list[StepStatus] = []
+    default_names = {n.name: n.output_name for n in build_graph(root, variants={}).nodes.values()}
+    for chosen in selections:
+        graph = build_graph(root, variants=chosen)
+        for name in graph.order:
+            node = graph.node(name)
+            key = (name, node.output_name)
+            if key in states:
+                continue
+            st = StepStatus(name, node.output_name, node.level,
+                            variants=chosen if node.output_name != default_names[name] else {})
+            states[key], errors[key] = st.items, {}
+            pdir = project_output_dir(node, project) if node.level == "project" else ""
+            for item in items.names(node.level):
+                out_dir = pdir if node.level == "project" else items.output_dir(node.level, item)
+                paths = layout.output_paths(node.level, item, out_dir, node.outputs[0], node.outputs[1:])
                 if all(layout.output_exists(p) for p in paths):
-                    done.add(item)
-            done_sets[key] = done
-        return done_sets[key]
-
-    calib_of = {s: match_calibration(settings, s, inv.calibrations)[0] for s in inv.sessions}
-    levels = {name: level_of(spec) for name, spec in specs.items()}
-    result = []
-    for name in steps or list(specs):
-        spec = specs[name]
-        level = levels[name]
-        deps = [(str(d), levels[str(d)], str(specs[str(d)].output_info.output_name)) for d in spec.step_dependencies]
-        for output_name in _variants(settings.output_root, name, str(spec.output_info.output_name)):
-            st = StepStatus(name, output_name, level)
-            done = done_items(name, output_name)
-            for item in _items(inv, level, project):
-                if item in done:
                     state = "done"
                 else:
-                    state = _not_done_state(settings, st, item, deps, level, inv, project, done_items, calib_of)
+                    state = _not_done(settings, st, item, node, graph, items, resolver, states, errors)
                 st.counts[state] += 1
                 st.items[item] = state
-            result.append(st)
+            if steps is None or name in steps:
+                result.append(st)
+    graph = build_graph(root, variants={})
+    for name in graph.order:   # variants named by hand: step.output_info.output_name=…
+        node = graph.node(name)
+        for output_name in _recorded_output_names(settings.output_root, name):
+            if (name, output_name) in states:
+                continue
+            legacy = replace(node, base_outputs=[output_name], tags=())
+            st = StepStatus(name, output_name, node.level)
+            states[(name, output_name)], errors[(name, output_name)] = st.items, {}
+            pdir = project_output_dir(node, project) if node.level == "project" else ""
+            for item in items.names(node.level):
+                out_dir = pdir if node.level == "project" else items.output_dir(node.level, item)
+                if layout.output_exists(layout.output_paths(node.level, item, out_dir, output_name)[0]):
+                    state = "done"
+                else:
+                    state = _not_done(settings, st, item, legacy, graph, items, resolver, states, errors)
+                st.counts[state] += 1
+                st.items[item] = state
+            if steps is None or name in steps:
+                result.append(st)
     return result
 
 
-def _not_done_state(settings, st, item, deps, level, inv, project, done_items, calib_of) -> str:
-    record = records.read_record(settings.output_root, st.step, st.output_name, item)
+def _recorded_output_names(output_root: str, step: str) -> list[str]:
+    """Output names a step has job records for (``.mck/records/STEP/NAME/``)."""
+    base = layout.state_dir(output_root) / "records" / step
+    if not base.is_dir():
+        return []
+    return sorted(e.name.replace("__", os.sep) for e in os.scandir(base) if e.is_dir())
+
+
+def _blocking(item: str, node: StepNode, graph: Graph, items: Items, resolver: _Resolver,
+              states: dict, errors: dict) -> str | None:
+    """Why ``item`` cannot run yet (a producer item not done), or None."""
+    ref = items.ref(node.level, item)
+    wanted: list[tuple[StepNode, Any]] = [(graph.node(n), None) for n in node.after]
+    for name, spec in node.inputs.items():
+        if spec.optional:
+            continue
+        fields = resolver.fields(node, name, ref)
+        producer = graph.node(spec.step).as_variant(spec.variant)
+        explicit = fields.get("path")
+        if explicit is not None and producer.level == "project":
+            pdir = project_output_dir(producer, resolver.project)
+            base = producer.as_variant("").output_for(fields.get("output"))
+            if os.path.abspath(str(explicit)) != os.path.join(pdir, base):
+                continue   # an explicit file, not this producer's output
+        wanted.append((producer, fields.get("items") or None))
+    for producer, only in wanted:
+        try:
+            found = needs(node.level, ref, producer, items, only=only)
+        except MckError as exc:
+            return exc.what
+        producer_states = states.get((producer.name, producer.output_name), {})
+        for need in found:
+            state = producer_states.get(need.item)
+            if state != "done":
+                why = errors.get((producer.name, producer.output_name), {}).get(need.item)
+                return f"{producer.name} {need.item} " + (f"failed: {why}" if state == "failed" and why else
+                                                          f"is {state or 'missing'}")
+    return None
+
+
+def _not_done(settings, st, item, node, graph, items, resolver, states, errors) -> str:
+    record = records.read_record(settings.output_root, st.step, st.output_name, item) or {}
     owner = records.lock_owner(settings.output_root, st.step, st.output_name, item)
-    if owner:
-        st.running.append((item, str(owner.get("job_id"))))
+    state = record.get("state")
+    if owner or (state == "submitted" and records.owner_alive(record)):
+        live = owner or record
+        st.running.append((item, str(live.get("slurm_job_id") or live.get("job_id"))))
         return "running"
-    if record and record.get("state") == "submitted":
-        alive = records.owner_alive(record)
-        if alive:
-            st.running.append((item, str(record.get("slurm_job_id") or record.get("job_id"))))
-            return "running"
-    if record and record.get("state") in ("failed", "running", "preempted", "submitted"):
+    if state in ("failed", "running", "preempted"):
         error = record.get("error") or (f"job {record.get('job_id')} stopped without finishing"
                                         f" (killed or timed out); re-run to resume")
         st.failed.append((item, error))
+        errors[(st.step, st.output_name)][item] = error
         return "failed"
-    for dep, dep_level, dep_output in deps:
-        needed = _dependency_items(item, level, dep_level, inv, project, calib_of)
-        if needed is None or not needed <= done_items(dep, dep_output):
-            return "blocked"
+    reason = _blocking(item, node, graph, items, resolver, states, errors)
+    if reason:
+        if state == "submitted" and record.get("after"):
+            reason += f" (SLURM job {record.get('slurm_job_id')} was waiting on it with afterok and was cancelled)"
+        st.blocked.append((item, reason))
+        return "blocked"
+    if state == "submitted":
+        error = f"SLURM job {record.get('slurm_job_id')} left the queue without finishing; re-run to resume"
+        st.failed.append((item, error))
+        errors[(st.step, st.output_name)][item] = error
+        return "failed"
     return "pending"
-
-
-def _dependency_items(item, level, dep_level, inv, project, calib_of) -> set[str] | None:
-    if dep_level == "project":
-        return {str(project.name)}
-    if level == "project":
-        return set(inv.group(dep_level))
-    if dep_level == level:
-        return {item}
-    session = item if level in ("session", "calibration") else inv.videos[item].session
-    if dep_level == "calibration":
-        calib = calib_of.get(session)
-        return {calib} if calib else None
-    if dep_level == "video" and level == "session":
-        return {f"{session}.{cam}" for cam in inv.sessions[session].videos}
-    if dep_level == "session":
-        return {session}
-    return None
 
 
 def format_text(statuses: list[StepStatus], show_items: int = 20) -> str:
@@ -159,19 +227,20 @@ def format_text(statuses: list[StepStatus], show_items: int = 20) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for st in statuses:
-        for item, error in st.failed[:show_items]:
-            lines.append(f"failed  {st.step} {item}: {error}")
-        if len(st.failed) > show_items:
-            lines.append(f"failed  {st.step}: … and {len(st.failed) - show_items} more (--json lists all)")
-        for item, job_id in st.running[:show_items]:
-            lines.append(f"running {st.step} {item}: {job_id}")
+        for kind, entries, shown in (("failed ", st.failed, show_items), ("running", st.running, show_items),
+                                     ("blocked", st.blocked, 2)):
+            for item, text in entries[:shown]:
+                lines.append(f"{kind} {st.step} {item}: {text}")
+            if len(entries) > shown:
+                lines.append(f"{kind} {st.step}: … and {len(entries) - shown} more (--json lists all)")
     return "\n".join(lines)
 
 
 def as_json(statuses: list[StepStatus]) -> list[dict[str, Any]]:
-    return [{"step": s.step, "variant": s.output_name, "level": s.level, "counts": s.counts,
+    return [{"step": s.step, "variant": s.output_name, "variants": s.variants, "level": s.level, "counts": s.counts,
              "failed": [{"item": i, "error": e} for i, e in s.failed],
-             "running": [{"item": i, "job_id": j} for i, j in s.running], "items": s.items} for s in statuses]
+             "running": [{"item": i, "job_id": j} for i, j in s.running],
+             "blocked": [{"item": i, "reason": r} for i, r in s.blocked], "items": s.items} for s in statuses]
 
 
 def timing(project: DictConfig, step: str) -> str:
@@ -196,16 +265,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mck status", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--timing", action="store_true", help="measured seconds/frame vs configured, per step")
-    parser.add_argument("overrides", nargs="*", help="project=… project.KEY=… step=STEP")
+    parser.add_argument("overrides", nargs="*", help="experiment=… project=… project.KEY=… variants.STEP=TAG step=STEP")
     args = parser.parse_args(argv)
     steps = [o.split("=", 1)[1] for o in args.overrides if o.startswith("step=")]
     overrides = [o for o in args.overrides if not o.startswith("step=")]
-    project = project_config(overrides)
+    root = compose_root(overrides)
     if args.timing:
-        for step in steps or step_names():
-            print(timing(project, step))
+        for step in steps or step_names(root):
+            print(timing(root.project, step))
         return 0
-    statuses = compute(project, steps or None)
+    statuses = compute(root, steps or None)
     if args.json:
         json.dump(as_json(statuses), sys.stdout, indent=1)
         print()

@@ -30,7 +30,10 @@ ENV_URL = "MCK_ITEMS_URL"
 class MckItemsSource(ConfigSource):
     def __init__(self, provider: str, path: str) -> None:
         super().__init__(provider=provider, path=path)
-        self.settings = inventory.Settings.from_url(self.full_path())
+        try:
+            self.settings: inventory.Settings | None = inventory.Settings.from_url(self.full_path())
+        except (KeyError, ValueError, TypeError):
+            self.settings = None   # composing before the data root is known (mck.preparse): no items
 
     @staticmethod
     def scheme() -> str:
@@ -46,7 +49,8 @@ class MckItemsSource(ConfigSource):
 
     def load_config(self, config_path: str) -> ConfigResult:
         group, name = self._split(config_path)
-        item = inventory.find_item(self.settings, group, name) if group in inventory.ITEM_GROUPS else None
+        item = inventory.find_item(self.settings, group, name) \
+            if group in inventory.ITEM_GROUPS and self.settings is not None else None
         if item is None:
             raise ConfigLoadError(f"{group} {name!r} not found under {self.settings.data_root}")
         calibration = None
@@ -60,14 +64,14 @@ class MckItemsSource(ConfigSource):
                             header={"package": None})
 
     def available(self) -> bool:
-        return os.path.isdir(self.settings.data_root)
+        return self.settings is not None and os.path.isdir(self.settings.data_root)
 
     def is_group(self, config_path: str) -> bool:
         return config_path.strip("/") in inventory.ITEM_GROUPS
 
     def is_config(self, config_path: str) -> bool:
         group, name = self._split(config_path)
-        if group not in inventory.ITEM_GROUPS or not name:
+        if group not in inventory.ITEM_GROUPS or not name or self.settings is None:
             return False
         return inventory.find_item(self.settings, group, name) is not None
 
@@ -75,7 +79,7 @@ class MckItemsSource(ConfigSource):
         group = config_path.strip("/")
         if group == "":
             return list(inventory.ITEM_GROUPS) if results_filter in (None, ObjectType.GROUP) else []
-        if group not in inventory.ITEM_GROUPS or results_filter == ObjectType.GROUP:
+        if group not in inventory.ITEM_GROUPS or results_filter == ObjectType.GROUP or self.settings is None:
             return []
         try:
             return inventory.list_names(self.settings, group)

@@ -59,7 +59,8 @@ class MckSlurmLauncher(BaseSubmititLauncher):
         from mck import app
 
         assert self.config is not None and self.hydra_context is not None
-        planned = plan_sweep(self.hydra_context.config_loader, self.config, job_overrides)
+        planned = plan_sweep(self.hydra_context.config_loader, self.config, job_overrides,
+                             chain_queued=bool(self.params.get("after_queued", False)))
         runnable = to_run(planned)
         groups: dict[tuple, list[tuple[Planned, dict[str, Any]]]] = {}
         facts = slurm.cluster_facts() if self.params.get("fit_to_cluster", True) else None
@@ -69,7 +70,9 @@ class MckSlurmLauncher(BaseSubmititLauncher):
                 params, notes = slurm.fit_to_cluster(params, facts)
                 for note in notes:
                     log.info("%s: %s", p.job.label, note)
-            groups.setdefault(slurm.group_key(params), []).append((p, params))
+            # jobs that wait on producers share an array only with jobs waiting on the same ones, so a failed
+            # producer cancels its own dependents and nothing else
+            groups.setdefault((slurm.group_key(params), tuple(p.job.after)), []).append((p, params))
         if self.config.get("dry_run"):
             print(describe(planned))
             for members in groups.values():
@@ -96,6 +99,11 @@ class MckSlurmLauncher(BaseSubmititLauncher):
                 executor = submitit.SlurmExecutor(folder=str(self.params["submitit_folder"]),
                                                   max_num_timeout=int(self.params.get("max_num_timeout", 3)))
                 executor.update_parameters(**self._array_params(chunk))
+                after = sorted({a for p, _ in chunk for a in p.job.after})
+                if after:   # producers queued in this submission: start only when all of them succeeded
+                    extra = dict(self._array_params(chunk).get("additional_parameters") or {})
+                    extra.update(dependency="afterok:" + ":".join(after), kill_on_invalid_dep="yes")
+                    executor.update_parameters(additional_parameters=extra)
                 args = []
                 for p, _ in chunk:
                     log.info("\t#%d : %s", idx, " ".join(filter_overrides(p.overrides)))
@@ -133,8 +141,10 @@ class MckSlurmLauncher(BaseSubmititLauncher):
         save_json(lock, owner)
         record = {"step": p.job.step, "output_name": p.job.output_name, "item": p.job.item, "level": p.job.level,
                   "outputs": p.job.outputs, "time_limit_min": p.job.time_min, "nframes": p.job.nframes,
-                  "overrides": p.overrides, **owner}
+                  "overrides": p.overrides, "after": p.job.after, "variants": p.job.variants, **owner}
         records.write_record(record, None, p.job.output_root)
+        if p.job.variants:
+            records.note_variants(p.job.output_root, p.job.variants)
 
     @staticmethod
     def _result(p: Planned, job: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig
 
 from mck.compile import RUN, Job, compile_job, format_table
-from mck.errors import MckError
+from mck.errors import ConfigError, MckError
 
 log = logging.getLogger("mck")
 
@@ -22,15 +22,23 @@ class Planned:
     error: str | None = None
 
 
-def plan_sweep(config_loader: Any, base_config: DictConfig, job_overrides: Sequence[Sequence[str]]) -> list[Planned]:
-    """Compose and compile every job of a sweep; keep the first job of each (step, variant, item)."""
+def plan_sweep(config_loader: Any, base_config: DictConfig, job_overrides: Sequence[Sequence[str]],
+               chain_queued: bool = False) -> list[Planned]:
+    """Compose and compile every job of a sweep (arguments bound to the step function: validated) before any of
+    them runs; keep the first job of each (step, variant, item). A configuration error in any job stops the whole
+    sweep here, before anything runs or is submitted; item errors (bad inputs) leave that item out."""
     planned: list[Planned] = []
     seen: set[tuple[str, str, str]] = set()
+    config_errors: list[str] = []
     for overrides in job_overrides:
         overrides = list(overrides)
         try:
             cfg = config_loader.load_sweep_config(base_config, overrides)
-            job = compile_job(cfg)
+            job = compile_job(cfg, chain_queued=chain_queued)
+        except ConfigError as exc:
+            config_errors.append(exc.one_line())
+            planned.append(Planned(overrides, None, None, exc.one_line()))
+            continue
         except MckError as exc:
             planned.append(Planned(overrides, None, None, exc.one_line()))
             continue
@@ -38,6 +46,9 @@ def plan_sweep(config_loader: Any, base_config: DictConfig, job_overrides: Seque
             continue
         seen.add(job.key)
         planned.append(Planned(_item_overrides(overrides, job), job, cfg))
+    if config_errors:
+        others = f" (and {len(config_errors) - 1} more jobs)" if len(config_errors) > 1 else ""
+        raise ConfigError(f"{config_errors[0]}{others}; nothing was run or submitted")
     return planned
 
 

@@ -20,7 +20,8 @@ from mck.compile import Job
 LAUNCHER_KEYS = {
     "submitit_folder", "cpu_partition", "gpu_partition", "cpu_qos", "gpu_qos", "gpu_exclude", "account",
     "constraint", "signal_delay_s", "max_num_timeout", "array_parallelism", "max_array_size", "conda_base",
-    "use_setup", "additional_parameters", "wait", "fit_to_cluster", "extra_setup", "force_cpu", "_target_",
+    "use_setup", "additional_parameters", "wait", "fit_to_cluster", "extra_setup", "force_cpu", "after_queued",
+    "_target_",
 }
 
 
@@ -94,6 +95,8 @@ def sbatch_script(params: dict[str, Any], folder: str, command: str = "python -u
 class ClusterFacts:
     partitions: frozenset[str]
     nodes: frozenset[str]
+    max_cpus: int | None = None       # the largest node's CPUs
+    max_mem_mb: int | None = None     # the largest node's memory, MB
 
 
 def cluster_facts() -> ClusterFacts | None:
@@ -106,7 +109,29 @@ def cluster_facts() -> ClusterFacts | None:
     if out.returncode != 0:
         return None
     partitions = {line.split()[0].rstrip("*") for line in out.stdout.splitlines() if line.strip()}
-    return ClusterFacts(frozenset(partitions), frozenset(n.strip() for n in nodes.stdout.split() if n.strip()))
+    cpus, mems = [], []
+    try:
+        sizes = subprocess.run(["sinfo", "-h", "-N", "-o", "%c %m"], capture_output=True, text=True, timeout=20)
+        for line in sizes.stdout.splitlines():
+            c, _, m = line.strip().partition(" ")
+            if c.isdigit() and m.strip().rstrip("+").isdigit():
+                cpus.append(int(c))
+                mems.append(int(m.strip().rstrip("+")))
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return ClusterFacts(frozenset(partitions), frozenset(n.strip() for n in nodes.stdout.split() if n.strip()),
+                        max(cpus) if cpus else None, max(mems) if mems else None)
+
+
+def _mem_mb(text: str) -> float | None:
+    """``'16GB'`` → 16384; ``'500M'`` → 500; None if unparseable."""
+    import re
+
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)B?\s*", str(text), re.IGNORECASE)
+    if not m:
+        return None
+    scale = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
+    return float(m.group(1)) * scale
 
 
 def fit_to_cluster(params: dict[str, Any], facts: ClusterFacts) -> tuple[dict[str, Any], list[str]]:
@@ -123,8 +148,15 @@ def fit_to_cluster(params: dict[str, Any], facts: ClusterFacts) -> tuple[dict[st
         else:
             params.pop("partition")
             notes.append("using the cluster's default partition")
+    if facts.max_cpus and int(params.get("cpus_per_task", 1)) > facts.max_cpus:
+        notes.append(f"{params['cpus_per_task']} CPUs asked, the largest node has {facts.max_cpus}: using that")
+        params["cpus_per_task"] = facts.max_cpus
+    wanted_mb = _mem_mb(params.get("mem", ""))
+    if facts.max_mem_mb and wanted_mb and wanted_mb > facts.max_mem_mb:
+        notes.append(f"{params['mem']} asked, the largest node has {facts.max_mem_mb} MB: using that")
+        params["mem"] = f"{facts.max_mem_mb}M"
     if params.get("exclude"):
-        wanted = [n for n in str(params["exclude"]).split(",") if n]
+        wanted = expand_hostlist(str(params["exclude"]))
         kept = [n for n in wanted if n in facts.nodes]
         if len(kept) != len(wanted):
             notes.append(f"{len(wanted) - len(kept)} excluded nodes are not on this cluster")
@@ -133,6 +165,39 @@ def fit_to_cluster(params: dict[str, Any], facts: ClusterFacts) -> tuple[dict[st
         else:
             params.pop("exclude")
     return params, notes
+
+
+def expand_hostlist(text: str) -> list[str]:
+    """SLURM host lists → node names: ``'a-[1-3,7],b'`` → ``['a-1', 'a-2', 'a-3', 'a-7', 'b']`` (one bracket
+    group per name, numbers keep their zero padding)."""
+    names: list[str] = []
+    depth, part = 0, ""
+    parts = []
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            parts.append(part)
+            part = ""
+        else:
+            part += ch
+    parts.append(part)
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        if "[" not in part:
+            names.append(part)
+            continue
+        head, _, rest = part.partition("[")
+        ranges, _, tail = rest.partition("]")
+        for r in ranges.split(","):
+            lo, dash, hi = r.partition("-")
+            if not dash:
+                names.append(f"{head}{lo}{tail}")
+                continue
+            width = len(lo)
+            names.extend(f"{head}{n:0{width}d}{tail}" for n in range(int(lo), int(hi) + 1))
+    return names
 
 
 def chunks(items: Sequence[Any], size: int | None) -> Iterable[Sequence[Any]]:

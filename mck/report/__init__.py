@@ -35,6 +35,7 @@ class ReportData:
     timing: list[dict]                       # {step, jobs, median, p95, max, configured}
     calibrations: list[dict]                 # {name, cameras, focal_px, centres, residuals, path}
     sessions: list[SessionQC] = field(default_factory=list)
+    variants: list[dict] = field(default_factory=list)   # {variant, sessions, figure: value} per QC variant
 
 
 def _e(x: Any) -> str:
@@ -136,6 +137,15 @@ def build_html(data: ReportData, report_dir: str, embed_images: bool = True) -> 
         w("</table>")
         if cal.get("error"):
             w(f"<p class='missing'>{_e(cal['error'])}</p>")
+    # variants side by side
+    if len(data.variants) > 1:
+        keys = [k for k in data.variants[0] if k not in ("variant", "sessions")]
+        w("<h2 id='variants'>Variants compared (QC, median over sessions)</h2><table id='variants-table'><tr>"
+          "<th>variant</th><th>sessions with QC</th>" + "".join(f"<th>{_e(k)}</th>" for k in keys) + "</tr>")
+        for v in data.variants:
+            w(f"<tr><td>{_e(v['variant'])}</td><td>{v['sessions']}</td>"
+              + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in keys) + "</tr>")
+        w("</table>")
     # timing
     w("<h2 id='timing'>Timing: seconds per frame, measured vs configured</h2><table id='timing-table'><tr><th>step"
       "</th><th>finished jobs</th><th>median s/frame</th><th>p95</th><th>max</th><th>configured sec_per_frame</th>"

@@ -23,7 +23,8 @@ import numpy as np
 from mck.errors import InputError
 from mck.io import atomic_path
 from mck.skeleton import EDGES, KEYPOINT_NAMES, MOUSE
-from mck.steps.qc import gimbal_to_hrnet, read_alignment, read_keypoints, stack_2d
+from mck.session_data import load_session_2d, video_fps
+from mck.skeleton import gimbal_to_hrnet
 
 
 def _skeleton(name: str, names: list[str], subject=None):
@@ -144,22 +145,18 @@ def write_kpms_nwb(path: str, session: str, names: list[str], points: np.ndarray
             io.write(nwb)
 
 
-def run(session_name: str, keypoints_paths: dict, output_dir: str, calibration_path: str | None, output_path: str,
-        videos: dict | None = None, alignment_path: str | None = None, fps: float | None = None,
+def run(session_name: str, keypoints_paths: dict, triangulation_path: str, calibration_path: str | None,
+        output_path: str, output_paths: list | None = None, gimbal_path: str | None = None, videos: dict | None = None, alignment_path: str | None = None, fps: float | None = None,
         kpms: bool = True, item: str = "", log: logging.Logger | None = None) -> dict:
     """Write ``{session}.nwb`` and ``{session}.kpms.nwb`` from the session's keypoints and 3D files."""
     item = item or session_name
-    cameras = list(keypoints_paths)
-    kps = {cam: read_keypoints(p) for cam, p in keypoints_paths.items() if p and os.path.isfile(p)}
-    uv = conf = None
-    if kps:
-        uv, conf, _ = stack_2d(kps, cameras, read_alignment(alignment_path, cameras))
+    uv, conf, cameras = load_session_2d(keypoints_paths, alignment_path)
+    n_cameras = 0 if uv is None else int(np.isfinite(uv).any(axis=(0, 2, 3)).sum())
     points: dict[str, np.ndarray] = {}
-    tri_path = os.path.join(output_dir, f"{session_name}.robust_triangulation.npy")
-    gim_path = os.path.join(output_dir, f"{session_name}.gimbal.npy")
-    if os.path.isfile(tri_path):
+    tri_path, gim_path = triangulation_path, gimbal_path
+    if tri_path and os.path.isfile(tri_path):
         points["triangulation"] = np.load(tri_path).astype(float)
-    if os.path.isfile(gim_path):
+    if gim_path and os.path.isfile(gim_path):
         points["gimbal"] = np.load(gim_path).astype(float)  # node order (MOUSE.names)
     if "triangulation" not in points:
         raise InputError("no 3D keypoints to export", item=item, path=tri_path, fix="run step=triangulation first")
@@ -169,11 +166,9 @@ def run(session_name: str, keypoints_paths: dict, output_dir: str, calibration_p
 
         cal = load_camera_params(calibration_path, cameras)
     if fps is None:
-        from mck.steps.qc import _fps
-
-        fps = _fps(videos or {})
+        fps = video_fps(videos or {})
     write_nwb(output_path, session_name, cameras, uv, conf, points, cal, fps, videos)
-    out = {"nframes": int(len(points["triangulation"])), "cameras": len(kps), "sources_3d": sorted(points)}
+    out = {"nframes": int(len(points["triangulation"])), "cameras": n_cameras, "sources_3d": sorted(points)}
     if kpms:
         if "gimbal" in points:
             names, pts = list(MOUSE.names), points["gimbal"]
@@ -181,7 +176,8 @@ def run(session_name: str, keypoints_paths: dict, output_dir: str, calibration_p
         else:
             names, pts = list(KEYPOINT_NAMES), points["triangulation"]
             conf3d = confidence_3d(conf, pts)
-        kpath = str(Path(output_path).with_name(f"{session_name}.kpms.nwb"))
+        kpath = str(output_paths[1]) if output_paths and len(output_paths) > 1 else \
+            str(Path(output_path).with_name(f"{session_name}.kpms.nwb"))
         write_kpms_nwb(kpath, session_name, names, pts, conf3d, fps)
         out["kpms"] = kpath
     if log:

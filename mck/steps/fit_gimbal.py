@@ -26,18 +26,7 @@ import h5py
 import numpy as np
 
 from mck.errors import InputError
-from mck.skeleton import MOUSE
-from mck.steps.triangulation import details_path
-
-
-def to_node_order(keypoints15: np.ndarray) -> np.ndarray:
-    """(..., 15, D) in HRNet order → (..., 14, D) in GIMBAL node order (tail_tip dropped)."""
-    return keypoints15[..., MOUSE.node_order + 1, :]
-
-
-def _per_camera_node_order(values: np.ndarray) -> np.ndarray:
-    """(T, C, 15) per detection → (C, T, 14) in node order."""
-    return np.moveaxis(to_node_order(values[..., None])[..., 0], 1, 0)
+from mck.skeleton import MOUSE, per_camera_node_order, to_node_order
 
 
 BONE_LENGTH_SOURCES = ("labels", "triangulation")
@@ -109,7 +98,8 @@ def _label_radii(labels_dir: str | None, calibration_paths: dict | None, alignme
     return (radii if used else None), summary
 
 
-def run(triangulation_paths: list, output_path: str, labels_dir: str | None = None,
+def run(triangulation_paths: dict | list, output_path: str, details_paths: dict | None = None,
+        labels_dir: str | None = None,
         calibration_paths: dict | None = None, alignment_paths: dict | None = None, num_states: int = 50,
         num_iters: int = 1000, seed: int = 1,
         error_frame_step: int = 10, cameras: list | None = None, bone_lengths: str = "labels",
@@ -127,6 +117,12 @@ def run(triangulation_paths: list, output_path: str, labels_dir: str | None = No
     if min_label_frames < 1:
         raise InputError(f"min_label_frames must be at least 1, got {min_label_frames}", item=item,
                          fix="set step.func_kwargs.min_label_frames to a positive number of frames")
+    if isinstance(triangulation_paths, dict):   # {session: path} from the declared input
+        details_paths = [(details_paths or {}).get(s) for s in triangulation_paths]
+        triangulation_paths = list(triangulation_paths.values())
+    else:
+        details_paths = [None] * len(triangulation_paths)
+    calibration_paths = {s: p for s, p in (calibration_paths or {}).items() if p}
     poses, errors, confidences, cameras = [], [], [], None
     missing = [p for p in triangulation_paths if not os.path.isfile(p)]
     if missing:
@@ -135,13 +131,12 @@ def run(triangulation_paths: list, output_path: str, labels_dir: str | None = No
                              "sessions to use in project.fit_sessions")
     if not triangulation_paths:
         raise InputError("no sessions to fit on", item=item, fix="set project.fit_sessions or add sessions")
-    for path in triangulation_paths:
+    for path, details in zip(triangulation_paths, details_paths):
         points = np.load(path)
         if points.ndim != 3 or points.shape[1:] != (15, 3):
             raise InputError(f"expected (frames, 15, 3), found {points.shape}", item=item, path=path)
         poses.append(to_node_order(points))
-        details = details_path(path)
-        if os.path.isfile(details):
+        if details and os.path.isfile(details):
             with h5py.File(details, "r") as f:
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["camera_names"][()]]
                 if cameras is not None and names != cameras:
@@ -150,8 +145,8 @@ def run(triangulation_paths: list, output_path: str, labels_dir: str | None = No
                 cameras = names
                 err = f["reprojection_error"][::error_frame_step]           # (T', C, 15)
                 conf = f["confidence"][::error_frame_step] if "confidence" in f else None
-            errors.append(_per_camera_node_order(err))                      # (C, T', 14)
-            confidences.append(None if conf is None else _per_camera_node_order(conf))
+            errors.append(per_camera_node_order(err))                      # (C, T', 14)
+            confidences.append(None if conf is None else per_camera_node_order(conf))
     positions = np.concatenate(poses)
     complete = int(np.isfinite(positions).all(axis=(1, 2)).sum())
     if log:

@@ -26,7 +26,7 @@ from mck.geometry import projection_matrices, undistort_points
 from mck.io import atomic_path, save_npy
 from mck.keypoints_io import load_keypoints
 from mck.runtime import Preempted, stop_requested
-from mck.steps.fit_gimbal import to_node_order
+from mck.skeleton import to_node_order
 
 OBSERVATION_MODELS = ("fitted", "lab")
 #: The fitted observation model's keys in ``gimbal_params.p`` (``obs_model_`` + name; see mck.gimbal.observation_fit).
@@ -61,7 +61,7 @@ def load_observations(keypoints_paths: dict, calibration_path: str, alignment_pa
 
 
 def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, params_path: str,
-        alignment_path: str | None, output_path: str, n_iters: int = 5000, burn_in: int = 4000, thin: int = 5,
+        alignment_path: str | None, output_path: str, output_paths: list | None = None, n_iters: int = 5000, burn_in: int = 4000, thin: int = 5,
         seed: int = 0, checkpoint_every: int = 250, state_block_frames: int = 4096, exact_heading: bool = True,
         step_size: float = 0.2, num_leapfrog_steps: int = 5, pos_dt_variance: float = 1.0,
         observation_model: str = "fitted", obs_outlier_variance: float | None = None, position_update: str = "frames",
@@ -148,7 +148,7 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     if log and result.acceptance_rate < LOW_ACCEPTANCE:
         log.warning("HMC acceptance %.3f: the positions barely moved from their initialisation; lower "
                     "step.func_kwargs.step_size", result.acceptance_rate)
-    save_npy(trace_path(output_path), result.log_likelihood.astype(np.float64))
+    save_npy(output_paths[1] if output_paths and len(output_paths) > 1 else trace_path(output_path), result.log_likelihood.astype(np.float64))
     save_npy(output_path, result.positions.astype(np.float32))
     ckpt.unlink(missing_ok=True)
     return {"frames": int(uv.shape[0]), "iterations": int(n_iters), "resumed_at": start, "samples": result.samples,

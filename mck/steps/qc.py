@@ -19,59 +19,10 @@ import numpy as np
 from mck.errors import InputError
 from mck.io import save_json
 from mck.qc import metrics, overlay, plots
-from mck.skeleton import EDGES, KEYPOINT_NAMES, MOUSE
+from mck.session_data import read_alignment, read_keypoints, stack_2d, video_fps
+from mck.skeleton import EDGES, KEYPOINT_NAMES, gimbal_to_hrnet
 
 PLOTS = ("confidence", "jumps", "reprojection", "bone_lengths", "missing", "calibration")
-
-
-# ----------------------------------------------------------------------------------------------- readers
-def read_keypoints(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """``{video}.keypoints.h5`` → uv ``(T, 15, 2)`` px, conf ``(T, 15)`` (``mck.keypoints_io``)."""
-    from mck.keypoints_io import load_keypoints
-
-    return load_keypoints(path)
-
-
-def read_alignment(path: str | None, cameras: list[str]) -> np.ndarray | None:
-    """``aligned_frame_numbers.csv`` → ``(rows, cameras)`` bool (``mck.alignment``), None without a file."""
-    from mck.alignment import load_alignment
-
-    return load_alignment(path, cameras) if path and os.path.isfile(path) else None
-
-
-def stack_2d(kps: dict[str, tuple[np.ndarray, np.ndarray]], cameras: list[str],
-             alignment: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Per-camera (uv, conf) → ``(T, C, K, 2)``, ``(T, C, K)`` (NaN for a missing camera), spread onto the
-    alignment's trigger rows if given (``alignment`` columns in ``cameras`` order). Inconsistent inputs are
-    compared frame by frame from frame 0 and the returned note says so (QC shows, it does not refuse)."""
-    from mck.alignment import apply_alignment
-
-    K = len(KEYPOINT_NAMES)
-    present = [c for c in cameras if c in kps]
-    note = ""
-    uvs = [kps[c][0] for c in present]
-    confs = [kps[c][1] for c in present]
-    try:
-        cols = None if alignment is None else alignment[:, [cameras.index(c) for c in present]]
-        uvs = apply_alignment(uvs, cols, present)
-        confs = apply_alignment(confs, cols, present)
-    except InputError as exc:
-        note = f"{exc.what}; compared frame by frame from frame 0"
-    T = max((len(u) for u in uvs), default=0)
-    uv = np.full((T, len(cameras), K, 2), np.nan)
-    conf = np.full((T, len(cameras), K), np.nan)
-    for cam, u, p in zip(present, uvs, confs):
-        c = cameras.index(cam)
-        uv[: len(u), c], conf[: len(p), c] = u, p
-    return uv, conf, note
-
-
-def gimbal_to_hrnet(gimbal: np.ndarray) -> np.ndarray:
-    """GIMBAL output ``(T, 14, 3)`` in node order → ``(T, 15, 3)`` HRNet order (tail_tip NaN), §C.7."""
-    out = np.full((gimbal.shape[0], len(KEYPOINT_NAMES), 3), np.nan)
-    hrnet_index = [KEYPOINT_NAMES.index(MOUSE.bodyparts[i]) for i in MOUSE.node_order]
-    out[:, hrnet_index] = gimbal
-    return out
 
 
 def calibration_residuals(output_root: str | None, calibration: str | None, cameras: list[str]
@@ -93,17 +44,17 @@ def calibration_residuals(output_root: str | None, calibration: str | None, came
 
 
 # ----------------------------------------------------------------------------------------------- step
-def run(session_name: str, videos: dict, keypoints_paths: dict, output_dir: str, calibration_path: str | None,
-        output_path: str, alignment_path: str | None = None, output_root: str | None = None,
+def run(session_name: str, videos: dict, keypoints_paths: dict, calibration_path: str | None,
+        output_path: str, triangulation_path: str | None = None, gimbal_path: str | None = None,
+        triangulation_details_path: str | None = None,
+        alignment_path: str | None = None, output_root: str | None = None,
         calibration: str | None = None, conf_threshold: float = 0.25, jump_px: float = 50.0,
         overlay_seconds: float = 20.0, overlay_start: int = 0, overlay_scale: float = 0.5, make_overlay: bool = True,
         progress: bool = True, item: str = "", log: logging.Logger | None = None) -> dict:
     """Write the session's QC plots, overlay video and ``qc.json``; returns headline numbers."""
     item = item or session_name
     cameras = list(keypoints_paths or videos)
-    qc_dir = Path(output_path).with_suffix("")  # {session}.qc.json → {session}.qc/
-    if qc_dir.suffix != ".qc":
-        qc_dir = Path(output_dir) / f"{session_name}.qc"
+    qc_dir = Path(output_path).with_suffix("")  # {session}.qc.json → {session}.qc/ ({session}.qc.v2/ for a variant)
     qc_dir.mkdir(parents=True, exist_ok=True)
     missing: dict[str, str] = {}
     result: dict[str, Any] = {"session": session_name, "cameras": cameras, "keypoints": list(KEYPOINT_NAMES),
@@ -131,17 +82,16 @@ def run(session_name: str, videos: dict, keypoints_paths: dict, output_dir: str,
         uv, conf, note = stack_2d(kps, cameras, alignment)
         if note:
             result["note"] = note
-    tri_path = os.path.join(output_dir, f"{session_name}.robust_triangulation.npy")
-    gim_path = os.path.join(output_dir, f"{session_name}.gimbal.npy")
+    tri_path, gim_path = triangulation_path or "", gimbal_path or ""
     tri = gim = None
-    if os.path.isfile(tri_path):
+    if tri_path and os.path.isfile(tri_path):
         tri = np.load(tri_path).astype(float)
     else:
-        missing["triangulation"] = f"{tri_path} not found (run step=triangulation)"
-    if os.path.isfile(gim_path):
+        missing["triangulation"] = f"{tri_path or 'robust_triangulation.npy'} not found (run step=triangulation)"
+    if gim_path and os.path.isfile(gim_path):
         gim = gimbal_to_hrnet(np.load(gim_path).astype(float))
     else:
-        missing["gimbal"] = f"{gim_path} not found (run step=gimbal; optional)"
+        missing["gimbal"] = f"{gim_path or 'gimbal.npy'} not found (run step=gimbal; optional)"
     cal = None
     if calibration_path and os.path.isfile(calibration_path):
         try:
@@ -185,7 +135,7 @@ def run(session_name: str, videos: dict, keypoints_paths: dict, output_dir: str,
         T = min(len(tri), len(uv))
         if len(tri) != len(uv):
             result["reprojection_note"] = f"triangulation has {len(tri)} frames, keypoints {len(uv)}: first {T} used"
-        errors = saved_reprojection_errors(tri_path, cameras, T)
+        errors = saved_reprojection_errors(triangulation_details_path, cameras, T)
         if errors is None:
             projected = project_points(tri[:T], cal)
             errors = metrics.reprojection_errors(projected, uv_conf[:T])
@@ -204,7 +154,7 @@ def run(session_name: str, videos: dict, keypoints_paths: dict, output_dir: str,
         series["triangulation"] = metrics.bone_lengths(tri, edge_idx)
     if gim is not None:
         series["gimbal"] = metrics.bone_lengths(gim, edge_idx)
-    fps = _fps(videos)
+    fps = video_fps(videos)
     if series:
         result["bone_lengths"] = {src: {"names": bone_names, "median_mm": metrics._nan_quantiles(v, 0, (0.5,))[0],
                                         "iqr_mm": np.subtract(*metrics._nan_quantiles(v, 0, (0.75, 0.25))),
@@ -252,13 +202,11 @@ def run(session_name: str, videos: dict, keypoints_paths: dict, output_dir: str,
     return out
 
 
-def saved_reprojection_errors(tri_path: str, cameras: list[str], frames: int) -> np.ndarray | None:
+def saved_reprojection_errors(path: str | None, cameras: list[str], frames: int) -> np.ndarray | None:
     """``reprojection_error`` ``(T, C, 15)`` px of ``{session}.triangulation.h5`` where the triangulation step wrote
     it (views it did not use → NaN), reordered to ``cameras``; None if absent or not matching."""
     import h5py
 
-    path = tri_path[: -len(".robust_triangulation.npy")] + ".triangulation.h5" \
-        if tri_path.endswith(".robust_triangulation.npy") else None
     if not path or not os.path.isfile(path):
         return None
     try:
@@ -280,19 +228,6 @@ def project_points(points: np.ndarray, cal) -> np.ndarray:
 
     _, ext, intr = cal
     return project(points, ext, intr)
-
-
-def _fps(videos: dict) -> float:
-    from mck.video import video_info
-
-    for path in (videos or {}).values():
-        try:
-            fps = video_info(path).fps
-            if fps > 0:
-                return fps
-        except InputError:
-            continue
-    return 30.0
 
 
 def _drift_range(lengths: np.ndarray) -> list:

@@ -64,7 +64,62 @@ def calibration_summary(name: str, path: str) -> dict:
             "centres": {n: c.tolist() for n, c in zip(names, centres)}, "residuals": None}
 
 
-def collect(project, output_root: str, max_sessions_with_plots: int = 500) -> ReportData:
+#: QC figures the variant table compares: (column, path in qc.json); lower is better for each.
+VARIANT_FIGURES = (("reprojection median px", ("reprojection", "overall", "median")),
+                   ("2D jumps fraction", ("jumps", "jump_fraction")))
+
+
+def _dig(data: Any, path: tuple) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _mean_of(value: Any) -> float | None:
+    import numpy as np
+
+    try:
+        arr = np.asarray(value if not isinstance(value, dict) else list(value.values()), float)
+    except (TypeError, ValueError):
+        return None
+    return float(np.nanmean(arr)) if arr.size and np.isfinite(arr).any() else None
+
+
+def variant_rows(statuses: list[dict], sessions: dict[str, str]) -> list[dict]:
+    """One row per QC variant (``qc.json``, ``qc.v2.json``, …): sessions with QC and the median over sessions of the
+    QC figures, so variants can be compared side by side. ``sessions``: name → output dir."""
+    rows = []
+    for st in statuses:
+        if st["step"] != "qc":
+            continue
+        found: dict[str, list[float]] = {}
+        count = 0
+        for name, out_dir in sessions.items():
+            qc = layout.read_json(os.path.join(out_dir, f"{name}.{st['variant']}"))
+            if not qc:
+                continue
+            count += 1
+            for label, path in VARIANT_FIGURES:
+                value = _mean_of(_dig(qc, path)) if not isinstance(_dig(qc, path), (int, float)) else _dig(qc, path)
+                if value is not None:
+                    found.setdefault(label, []).append(float(value))
+            for source in ("triangulation", "gimbal"):
+                value = _mean_of(_dig(qc, ("missing_fraction", f"3d_{source}")))
+                if value is not None:
+                    found.setdefault(f"3D missing fraction ({source})", []).append(value)
+        label = ", ".join(f"{k}={v}" for k, v in (st.get("variants") or {}).items()) or "default"
+        row = {"variant": f"{label} ({st['variant']})", "sessions": count}
+        for label_, values in found.items():
+            row[label_] = statistics.median(values)
+        rows.append(row)
+    keys = sorted({k for r in rows for k in r if k not in ("variant", "sessions")})
+    return [{"variant": r["variant"], "sessions": r["sessions"], **{k: r.get(k) for k in keys}} for r in rows]
+
+
+def collect(project, output_root: str, max_sessions_with_plots: int = 500, qc_paths: dict | None = None
+            ) -> ReportData:
     """Everything the page shows, read from the project's files."""
     from mck.compile import step_spec
     from mck.inventory import Settings, scan
@@ -72,7 +127,7 @@ def collect(project, output_root: str, max_sessions_with_plots: int = 500) -> Re
 
     statuses = as_json(compute(project))
     configured = {}
-    for name in step_names():
+    for name in step_names(project):
         try:
             configured[name] = float(step_spec(name, project).slurm_params.sec_per_frame)
         except Exception:  # a step config without slurm params is shown without a configured value
@@ -91,7 +146,7 @@ def collect(project, output_root: str, max_sessions_with_plots: int = 500) -> Re
     by_name = {c["name"]: c for c in calibrations}
     sessions = []
     for i, (sname, sitem) in enumerate(sorted(inv.sessions.items())):
-        qc_path = os.path.join(sitem.output_dir, f"{sname}.qc.json")
+        qc_path = (qc_paths or {}).get(sname) or os.path.join(sitem.output_dir, f"{sname}.qc.json")
         qc = None
         if i < max_sessions_with_plots and os.path.isfile(qc_path):
             try:
@@ -105,15 +160,16 @@ def collect(project, output_root: str, max_sessions_with_plots: int = 500) -> Re
                     c["residuals"] = qc["calibration"]["residuals"]
         sessions.append(SessionQC(sname, qc, os.path.join(sitem.output_dir, f"{sname}.qc"), None))
     del by_name
-    return ReportData(str(project.name), now(), statuses, timing, calibrations, sessions)
+    variants = variant_rows(statuses, {n: it.output_dir for n, it in inv.sessions.items()})
+    return ReportData(str(project.name), now(), statuses, timing, calibrations, sessions, variants)
 
 
-def run(output_root: str, project: Any, output_path: str, embed_images: Any = "auto",
+def run(output_root: str, project: Any, output_path: str, qc_paths: dict | None = None, embed_images: Any = "auto",
         max_sessions_with_plots: int = 500, item: str = "", log: logging.Logger | None = None) -> dict:
     """Build the report. ``embed_images``: true (base64, one self-contained file), false (relative links), or
     "auto" (embedded up to 20 sessions with QC, linked beyond)."""
     project = _as_config(project)
-    data = collect(project, output_root, max_sessions_with_plots)
+    data = collect(project, output_root, max_sessions_with_plots, qc_paths)
     with_qc = sum(1 for s in data.sessions if s.qc)
     embed = (with_qc <= 20) if embed_images == "auto" else bool(embed_images)
     page = build_html(data, str(Path(output_path).parent), embed_images=embed)

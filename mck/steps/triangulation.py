@@ -33,6 +33,7 @@ def details_path(output_path: str) -> str:
 
 
 def run(keypoints_paths: dict, calibration_path: str, alignment_path: str | None, output_path: str,
+        output_paths: list | None = None,
         conf_threshold: float = 0.25, method: str = "robust", item: str | None = None, log=None) -> dict:
     """Triangulate one session. ``keypoints_paths``: {camera: path} in the project's camera order."""
     t0 = time.perf_counter()
@@ -57,7 +58,7 @@ def run(keypoints_paths: dict, calibration_path: str, alignment_path: str | None
     if log:
         log.info("triangulating %d frames × %d cameras (%s)", uv.shape[0], uv.shape[1], method)
     result = triangulate_detailed(uv, extrinsics, intrinsics, conf=np.where(low, 0.0, conf), method=method)
-    save_h5(details_path(output_path), {
+    save_h5(output_paths[1] if output_paths and len(output_paths) > 1 else details_path(output_path), {
         "points": result.points,
         "reprojection_error": result.reprojection_error.astype(np.float32),
         "views_used": result.views_used,

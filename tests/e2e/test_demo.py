@@ -1,6 +1,8 @@
-"""The whole pipeline on the tiny synthetic project, through the real entry point (issue #9):
-``python -m mck demo root=DIR tiny=true`` — then the outputs, ``status --json``, the score against the ground truth,
-and a second run that skips everything. About 5 minutes on 2 CPU cores (train_hrnet is most of it)."""
+"""The whole pipeline on the tiny synthetic project, through the real entry point (issues #9, #18):
+``python -m mck demo root=DIR tiny=true`` (one ``pipeline experiment=tiny`` command) — then the outputs,
+``status --json``, the score against the ground truth, a second run that skips everything, and a variant chain
+(``variant=hrnet_nosubpixel``: hrnet → triangulation → fit_gimbal → gimbal → qc) beside the default outputs, with
+both variants in ``status`` and compared in the report. About 6 minutes on 2 CPU cores (train_hrnet is most of it)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mck.demo import STAGES, _implemented
+from mck.graph import build_graph
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +59,8 @@ def _expected_outputs(root: Path) -> dict[str, list[Path]]:
         "compression": [s / f"{v}.compressed.mp4" for v in videos],
         "report": [root / "report" / "index.html"],
     }
-    assert set(expected) == {step for step, _, _ in STAGES}, "update the test when the demo gains a stage"
-    return {step: paths for step, paths in expected.items() if _implemented(step)}
+    assert set(expected) == set(build_graph().order), "update the test when the pipeline gains a step"
+    return expected
 
 
 def _snapshot(root: Path) -> dict[str, int]:
@@ -112,3 +114,29 @@ def test_demo_runs_the_whole_pipeline_scores_it_and_skips_on_rerun(tmp_path: Pat
     changed = sorted(p for p, t in after.items() if before.get(p) != t)
     assert not changed, f"the second run rewrote: {changed[:10]}"
     assert second_s < max(120.0, first_s / 3), (first_s, second_s)
+
+    # a variant chain beside the default one: hrnet without sub-pixel refinement, and everything downstream of it
+    chain = subprocess.run([sys.executable, "-m", "mck", "pipeline", "experiment=tiny", "variant=hrnet_nosubpixel",
+                            "until=qc"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert chain.returncode == 0, f"variant chain failed:\n{chain.stdout[-4000:]}\n{chain.stderr[-4000:]}"
+    s = root / SESSION
+    for name in (f"{SESSION}.top.keypoints.nosubpixel.h5", f"{SESSION}.robust_triangulation.nosubpixel.npy",
+                 f"{SESSION}.gimbal.nosubpixel.npy", f"{SESSION}.qc.nosubpixel.json"):
+        assert (s / name).is_file(), name
+    assert (root / "weights" / "gimbal_params.nosubpixel.p").is_file()
+    unchanged = [p for p in before if "nosubpixel" not in p and Path(p).exists()
+                 and Path(p).stat().st_mtime_ns != before[p] and "/.mck/" not in p and "report" not in p]
+    assert not unchanged, f"the variant chain rewrote default outputs: {unchanged[:5]}"
+    status = subprocess.run([sys.executable, "-m", "mck", "status", "--json"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    rows = {(r["step"], r["variant"]): r["counts"] for r in json.loads(status.stdout)}
+    for step, default, variant in (("hrnet", "keypoints.h5", "keypoints.nosubpixel.h5"),
+                                   ("triangulation", "robust_triangulation.npy", "robust_triangulation.nosubpixel.npy"),
+                                   ("gimbal", "gimbal.npy", "gimbal.nosubpixel.npy"),
+                                   ("qc", "qc.json", "qc.nosubpixel.json")):
+        assert rows[(step, default)]["done"] == rows[(step, variant)]["done"] >= 1, (step, rows)
+    report = subprocess.run([sys.executable, "-m", "mck", "step=report", "overwrite=true"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    page = (root / "report" / "index.html").read_text()
+    assert "id='variants-table'" in page and "hrnet=nosubpixel" in page and "qc.nosubpixel.json" in page

@@ -43,7 +43,9 @@ def wait_for_queue_empty(timeout: float = 240) -> None:
 
 
 def test_card_command_runs_one_job_per_session(tiny_project: Path, tmp_path: Path):
-    args = ["step=triangulation", "step.step_dependencies=[]", FAKE + "count_calls", "hydra/launcher=o2_gpu",
+    args = ["step=triangulation", "~step.inputs.keypoints_paths", "~step.inputs.calibration_path",
+            "step.output_info.also=[]", FAKE + "count_calls",
+            "hydra/launcher=o2_gpu",
             "-m", "video=glob(*)"]
     proc = run_mck(args, tiny_project, tmp_path, env=ENV, check=True)
     assert "submitted 2 jobs" in proc.stdout and "2 items: 2 done" in proc.stdout

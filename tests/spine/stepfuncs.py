@@ -44,3 +44,11 @@ def resumable_counter(output_path: str, item: str, steps: int = 40, step_s: floa
     save_json(output_path + ".starts.json", {"starts": state["starts"]})
     os.remove(ckpt)
     return {"starts": state["starts"]}
+
+
+def explode_if(output_path: str, item: str, match: str = "", sleep_s: float = 0.0, **kwargs) -> dict:
+    """Fail on items whose name contains ``match`` (after ``sleep_s``); otherwise behave like :func:`count_calls`."""
+    time.sleep(sleep_s)
+    if match and match in item:
+        raise RuntimeError(f"boom in {item}")
+    return count_calls(output_path, item)

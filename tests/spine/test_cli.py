@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import REPO, make_project, run_mck, status_json
 
 SESSIONS = ("20240422_J04301", "20240422_J04302")
-FAKE_SESSION_STEP = ["step=triangulation", "step.step_dependencies=[]",
+FAKE_SESSION_STEP = ["step=triangulation", "~step.inputs.keypoints_paths", "~step.inputs.calibration_path",
+                     "step.output_info.also=[]",
                      "step.wrap_params.func_path=tests.spine.stepfuncs.count_calls"]
 ENV = {"PYTHONPATH": str(REPO)}
 
@@ -69,7 +70,7 @@ def test_session_step_swept_over_videos_runs_once_per_session(tiny_project: Path
     assert calls(tiny_project, SESSIONS[0]) == [SESSIONS[0]]
     assert calls(tiny_project, SESSIONS[1]) == [SESSIONS[1]]
     out = json.loads((tiny_project / SESSIONS[0] / f"{SESSIONS[0]}.robust_triangulation.npy.args.json").read_text())
-    assert out["args"] == ["alignment_path", "calibration_path", "conf_threshold", "keypoints_paths", "method"]
+    assert out["args"] == ["alignment_path", "conf_threshold", "method"]
     rerun = run_mck([*FAKE_SESSION_STEP, "-m", "session=glob(*)"], tiny_project, tmp_path, check=True, env=ENV)
     assert "2 skip" in rerun.stdout and calls(tiny_project, SESSIONS[0]) == [SESSIONS[0]]
     forced = run_mck([*FAKE_SESSION_STEP, "overwrite=true", "session=20240422_J04301"], tiny_project, tmp_path,
@@ -90,9 +91,14 @@ def test_dry_run_prints_the_job_table_and_runs_nothing(tiny_project: Path, tmp_p
     proc = run_mck(["step=centernet", "dry_run=true", "-m", "video=glob(*)"], tiny_project, tmp_path, check=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("centernet")]
     assert len(lines) == 12
-    assert all(" blocked " in ln and "waiting for probe" in ln for ln in lines)
+    assert all(" blocked " in ln and "waiting for " in ln and "probe " in ln for ln in lines)
     run_mck(["step=probe", "-m", "video=glob(*)"], tiny_project, tmp_path, check=True)
     proc = run_mck(["step=centernet", "dry_run=true", "-m", "video=glob(*)"], tiny_project, tmp_path, check=True)
+    assert sum("waiting for train_centernet" in ln for ln in proc.stdout.splitlines()) == 12
+    weights = tmp_path / "lab_centernet.pth"     # pre-trained weights elsewhere: no edge to train_centernet
+    weights.write_bytes(b"x")
+    proc = run_mck(["step=centernet", "dry_run=true", f"project.weights.centernet={weights}", "-m", "video=glob(*)"],
+                   tiny_project, tmp_path, check=True)
     header = proc.stdout.splitlines()[0].split()
     assert header[:5] == ["step", "item", "action", "time", "mem"]
     assert sum(" run " in ln for ln in proc.stdout.splitlines()) == 12
@@ -113,7 +119,7 @@ def test_time_limit_scales_with_frames(tmp_path: Path):
 
 
 def test_failed_job_is_recorded_and_reported(tiny_project: Path, tmp_path: Path):
-    args = [*FAKE_SESSION_STEP[:2], "step.wrap_params.func_path=tests.spine.stepfuncs.explode", "-m",
+    args = [*FAKE_SESSION_STEP[:4], "step.wrap_params.func_path=tests.spine.stepfuncs.explode", "-m",
             "session=glob(*)"]
     proc = run_mck(args, tiny_project, tmp_path, env=ENV)
     assert proc.returncode == 1
@@ -194,8 +200,8 @@ def test_rerun_from_snapshot_with_override(tiny_project: Path, tmp_path: Path):
 
 def test_missing_or_ambiguous_calibration_names_the_session(tmp_path: Path):
     data = make_project(tmp_path / "data", sessions=("20240501_X",), frames=4, calibration="20240422_calibration")
-    args = [*FAKE_SESSION_STEP[:1], "step.wrap_params.func_path=tests.spine.stepfuncs.count_calls",
-            "step.step_dependencies=[calibration]", "session=20240501_X"]
+    args = [*FAKE_SESSION_STEP[:2], "step.output_info.also=[]",
+            "step.wrap_params.func_path=tests.spine.stepfuncs.count_calls", "session=20240501_X"]
     proc = run_mck(args, data, tmp_path, env=ENV)
     assert proc.returncode == 1
     assert "20240501_X: no calibration for date 20240501" in proc.stderr
@@ -213,8 +219,9 @@ def test_status_text_and_json(tiny_project: Path, tmp_path: Path):
     st = status_json(tiny_project, tmp_path)
     assert st[("probe", "probe.json")]["counts"] == {"done": 6, "running": 0, "failed": 0, "pending": 6,
                                                     "blocked": 0}
-    assert st[("centernet", "centroid.npy")]["counts"]["pending"] == 6
-    assert st[("centernet", "centroid.npy")]["counts"]["blocked"] == 6
+    assert st[("centernet", "centroid.npy")]["counts"]["blocked"] == 12   # probe (6) or train_centernet (all)
+    reasons = {b["reason"] for b in st[("centernet", "centroid.npy")]["blocked"]}
+    assert any("train_centernet" in r for r in reasons), reasons
     assert st[("calibration", "camera_params.h5")]["counts"]["pending"] == 1
     text = run_mck(["status"], tiny_project, tmp_path, check=True).stdout
     assert text.splitlines()[0].split() == ["step", "variant", "level", "done", "running", "failed", "pending",

@@ -18,7 +18,7 @@ STEPS = sorted(p.stem for p in (CONF_DIR / "step").glob("*.yaml"))
 REQUIRED_STEPS = {"probe", "calibration", "centernet", "hrnet", "triangulation", "gimbal", "qc", "compression",
                   "train_centernet", "train_hrnet", "fit_gimbal"}
 SCHEMA_KEYS = {"name", "slurm_params", "wrap_params", "func_args", "func_kwargs", "output_info",
-               "step_dependencies", "pipeline_info"}
+               "step_dependencies", "pipeline_info", "inputs"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,9 @@ def test_step_config_composes_with_the_seed_schema(name, items_env):
     except ModuleNotFoundError:
         pytest.skip(f"step {name} is not implemented yet")
     params = inspect.signature(fn).parameters
-    for key in list(step.func_args) + list(step.func_kwargs):
+    for dep in step.inputs.values():
+        assert dep.step in STEPS, f"{name} reads unknown step {dep.step}"
+    for key in list(step.func_args) + list(step.func_kwargs) + list(step.inputs):
         assert key in params or any(p.kind is p.VAR_KEYWORD for p in params.values()), (name, key)
 
 
@@ -70,7 +72,7 @@ def test_items_are_group_options(items_env):
     cfg = _compose(["step=triangulation", "session=20240422_J04302"])
     assert list(cfg.session.videos) == ["top", "side1", "side2", "side3", "side4", "bottom"]
     assert cfg.session.calibration == "20240422_calibration"
-    assert cfg.session.calibration_params.endswith("20240422_calibration/20240422_calibration.camera_params.h5")
+    assert "calibration_params" not in cfg.session   # producers' files come from the graph (mck.graph), not items
     assert cfg.session.alignment is None
 
 
