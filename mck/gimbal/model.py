@@ -116,8 +116,8 @@ def project(camera_matrices, positions):
 
 
 def rotate_z(angle, vectors):
-    """R_z(angle) v for ``vectors`` (N, K, 3) and ``angle`` (N,) rad (counter-clockwise about +z)."""
-    c, s = jnp.cos(angle)[:, None], jnp.sin(angle)[:, None]
+    """R_z(angle) v for ``vectors`` (..., K, 3) and ``angle`` (...) rad (counter-clockwise about +z)."""
+    c, s = jnp.cos(angle)[..., None], jnp.sin(angle)[..., None]
     x, y = vectors[..., 0], vectors[..., 1]
     return jnp.stack([c * x - s * y, s * x + c * y, vectors[..., 2]], axis=-1)
 
@@ -160,11 +160,20 @@ def positions_log_prob(model: Model, positions, directions, observations, observ
 
 
 def state_log_likelihoods(model: Model, directions, headings):
-    """ℓ_t(s) = Σ_k log vMF(R_z(−h_t) u_tk; μ_sk, κ_sk), (N, S). The root (u = 0, κ = 0) adds a constant."""
+    """ℓ_t(s) = Σ_k log vMF(R_z(−h_t) u_tk; μ_sk, κ_sk), (..., S) for ``directions`` (..., K, 3) and ``headings``
+    (...). The root (u = 0, κ = 0) adds a constant."""
     canonical = rotate_z(-headings, directions)
     weighted_means = model.state_concentrations[..., None] * model.state_directions      # (S, K, 3)
-    return (jnp.einsum("nkd,skd->ns", canonical, weighted_means)
+    return (jnp.einsum("...kd,skd->...s", canonical, weighted_means)
             + jnp.sum(vmf_log_normalizer(model.state_concentrations), axis=-1))
+
+
+def state_log_likelihood_of(model: Model, directions, headings, states):
+    """ℓ_t(s_t) (N,): :func:`state_log_likelihoods` at each frame's own state only (no (N, S) tensor)."""
+    canonical = rotate_z(-headings, directions)
+    weighted_means = model.state_concentrations[states][..., None] * model.state_directions[states]  # (N, K, 3)
+    return (jnp.sum(canonical * weighted_means, axis=(-2, -1))
+            + jnp.sum(vmf_log_normalizer(model.state_concentrations), axis=-1)[states])
 
 
 def log_joint(model: Model, positions, directions, headings, states, transition_matrix, outliers,
@@ -173,8 +182,7 @@ def log_joint(model: Model, positions, directions, headings, states, transition_
     log_rho = jnp.log(outlier_probability)
     log_not_rho = jnp.log1p(-outlier_probability)
     bernoulli = jnp.where(observed, jnp.where(outliers, log_rho, log_not_rho), 0.0)
-    n = states.shape[0]
-    state_terms = (jnp.sum(state_log_likelihoods(model, directions, headings)[jnp.arange(n), states])
+    state_terms = (jnp.sum(state_log_likelihood_of(model, directions, headings, states))
                    + model.state_log_probability[states[0]]
                    + jnp.sum(jnp.log(transition_matrix[states[:-1], states[1:]])))
     return (positions_log_prob(model, positions, directions, observations, observed, outliers)

@@ -64,6 +64,7 @@ class SweepOptions:
     num_leapfrog_steps: int = 5
     exact_heading: bool = True
     state_block_frames: int = 4096
+    state_batch_blocks: int = 8        # blocks whose (block_frames, S) state tensors exist at once
     state_filter: str = "sequential"   # or "parallel": the lab's O(N·S³) associative scan (benchmark baseline)
     burn_in: int = 4000
     thin: int = 5
@@ -172,11 +173,13 @@ def resample_headings(key, model: Model, directions, states, exact: bool = True)
 
 
 def resample_states(key, model: Model, directions, headings, states, transition_matrix, block_frames: int,
-                    method: str = "sequential"):
+                    method: str = "sequential", batch_blocks: int = 8):
     """Pose states from their HMM posterior given directions and headings (FFBS, :mod:`mck.gimbal.hmm`). (N,)."""
-    log_lik = M.state_log_likelihoods(model, directions, headings)
+    def log_lik(frames):   # (..., L) → (..., L, S), evaluated a batch of blocks at a time inside sample_states
+        return M.state_log_likelihoods(model, directions[frames], headings[frames])
+
     initial = jnp.exp(model.state_log_probability)
-    return sample_states(key, log_lik, initial, transition_matrix, states, block_frames, method)
+    return sample_states(key, log_lik, initial, transition_matrix, states, block_frames, method, batch_blocks)
 
 
 def resample_transition_matrix(key, model: Model, states):
@@ -205,7 +208,7 @@ def sweep(keys, model: Model, data: Data, state: SamplerState, options: SweepOpt
     directions = resample_directions(keys[2], model, positions, state.headings, state.states)
     headings = resample_headings(keys[3], model, directions, state.states, options.exact_heading)
     states = resample_states(keys[4], model, directions, headings, state.states, state.transition_matrix,
-                             options.state_block_frames, options.state_filter)
+                             options.state_block_frames, options.state_filter, options.state_batch_blocks)
     transition_matrix = resample_transition_matrix(keys[5], model, states)
     return state._replace(positions=positions, outliers=outliers, directions=directions, headings=headings,
                           states=states, transition_matrix=transition_matrix,
@@ -313,7 +316,7 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
                   obs_outlier_variance=1e6, obs_inlier_variance=None, obs_inlier_conf_exponent: float = 0.0,
                   step_size=0.2, num_leapfrog_steps: int = 5,
                   state_transition_count=1.0, exact_heading: bool = True, state_block_frames: int = 4096,
-                  state_filter: str = "sequential", position_update: str = "frames",
+                  state_batch_blocks: int = 8, state_filter: str = "sequential", position_update: str = "frames",
                   dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
     """Model, data, initial state and static options for a chain (the pipeline's values as defaults, §C.3/C.7).
 
@@ -359,7 +362,7 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
     step = float(step_size) if np.ndim(step_size) == 0 else tuple(np.asarray(step_size, dtype=float).tolist())
     options = SweepOptions(step_size=step, num_leapfrog_steps=int(num_leapfrog_steps),
                            exact_heading=bool(exact_heading), state_block_frames=int(state_block_frames),
-                           position_update=str(position_update),
+                           state_batch_blocks=int(state_batch_blocks), position_update=str(position_update),
                            state_filter=str(state_filter), burn_in=int(n_iters * 0.8) if burn_in is None else int(burn_in), thin=int(thin))
     state = initialize(jr.PRNGKey(seed), model, data, interpolate_positions(np.asarray(init_positions)))
     return model, data, state, options
