@@ -140,6 +140,6 @@ def sample_states(key, log_likelihoods, initial, transition_matrix, states, bloc
     return states[:n]
 
 
-def transition_counts(states, num_states: int):
-    """n_ij = #{t : s_t = i, s_{t+1} = j}, (S, S)."""
-    return jnp.zeros((num_states, num_states)).at[states[:-1], states[1:]].add(1.0)
+def transition_counts(states, num_states: int, dtype=jnp.float64):
+    """n_ij = #{t : s_t = i, s_{t+1} = j}, (S, S) of ``dtype`` (float32 counts are exact up to 2²⁴ frames)."""
+    return jnp.zeros((num_states, num_states), dtype).at[states[:-1], states[1:]].add(1.0)
