@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_ROOT ?= outputs/demo
 
-.PHONY: install test test-fast demo bench clean system-deps
+.PHONY: install test test-fast demo bench bench-gpu clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: install
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# Everything a session's cost depends on, one table, < 5 min on one GPU (on a CPU: add ARGS=--smoke).
+bench-gpu: install
+	$(BIN)/python -m benchmarks.gpu $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/sweeps
