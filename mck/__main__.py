@@ -100,7 +100,9 @@ def _summarize(results: list[dict], multirun: bool) -> int:
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         print(f"mck: {len(results)} items: {summary}")
         for r in failed:
-            print(f"mck: failed: {r.get('step', '')} {r.get('item')}: {r.get('error')}", file=sys.stderr)
+            error, item = str(r.get("error")), str(r.get("item"))
+            error = error[len(item) + 2:] if error.startswith(f"{item}: ") else error
+            print(f"mck: failed: {r.get('step', '')} {item}: {error}", file=sys.stderr)
     return 1 if failed else 0
 
 

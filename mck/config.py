@@ -92,6 +92,7 @@ class ProjectConfig:
     weights_dir: str = MISSING
     weights: Weights = field(default_factory=Weights)
     fit_sessions: List[str] = field(default_factory=list)
+    allow_missing_cameras: bool = False   # a session without one of `cameras` runs (with a recorded warning)
 
 
 @dataclass

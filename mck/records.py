@@ -141,6 +141,26 @@ def write_record(record: dict[str, Any], run_dir: str | None, output_root: str) 
     save_json(layout.record_path(output_root, record["step"], record["output_name"], record["item"]), record)
 
 
+def record_planning_failure(exc: Exception, run_dir: str | None = None) -> dict[str, Any] | None:
+    """Record an item's failure found while planning (bad input seen before the step ran), so that ``status``
+    shows it as failed. Only for errors that carry ``record_key`` (set by compile) and are not configuration errors
+    (those stop the whole sweep and belong to no item). Returns the record written, or None."""
+    from mck.errors import ConfigError
+
+    key = getattr(exc, "record_key", None)
+    if key is None or isinstance(exc, ConfigError):
+        return None
+    step, output_name, item, output_root = key
+    record = {"step": step, "output_name": output_name, "item": item, "run_dir": run_dir, **job_identity(),
+              "state": "failed", "phase": "planning", "error": exc.one_line() if hasattr(exc, "one_line") else str(exc),
+              "error_type": type(exc).__name__, "end": now()}
+    try:
+        write_record(record, run_dir, output_root)
+    except OSError:
+        return None
+    return record
+
+
 def read_record(output_root: str, step: str, output_name: str, item: str) -> dict | None:
     return layout.read_json(layout.record_path(output_root, step, output_name, item))
 

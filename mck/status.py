@@ -230,6 +230,7 @@ def format_text(statuses: list[StepStatus], show_items: int = 20) -> str:
         for kind, entries, shown in (("failed ", st.failed, show_items), ("running", st.running, show_items),
                                      ("blocked", st.blocked, 2)):
             for item, text in entries[:shown]:
+                text = text[len(item) + 2:] if text.startswith(f"{item}: ") else text
                 lines.append(f"{kind} {st.step} {item}: {text}")
             if len(entries) > shown:
                 lines.append(f"{kind} {st.step}: … and {len(entries) - shown} more (--json lists all)")

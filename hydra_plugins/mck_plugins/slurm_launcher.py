@@ -83,7 +83,7 @@ class MckSlurmLauncher(BaseSubmititLauncher):
         app.RESULTS.extend(not_run_records(planned))
         for p in planned:
             if p.job is None:
-                print(f"mck: error: {' '.join(p.overrides)}: {p.error}", file=sys.stderr)
+                print(p.error_line, file=sys.stderr)
         if not runnable:
             skipped = {}
             for rec in not_run_records(planned):
