@@ -293,6 +293,12 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True, chain_queued: bo
     graph = graph_for(cfg)
     node = graph.node(str(cfg.step.name))
     level = node.level
+    for name in node.outputs:
+        why = layout.unsafe_name(name)
+        if why:
+            raise ConfigError(f"output name {name!r} of step {node.name} is not a plain file name ({why})",
+                              fix="set step.output_info.output_name, its also list and variant tags to names like "
+                                  "keypoints.v2.h5")
     item, session, output_dir = ensure_item(cfg, settings)
     try:
         return _compile(cfg, settings, graph, node, level, item, session, output_dir, check_running, chain_queued,

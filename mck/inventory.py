@@ -166,7 +166,12 @@ def scan(settings: Settings) -> Inventory:
 
 
 def find_item(settings: Settings, kind: str, name: str) -> Item | None:
-    """Look up one item by name with a couple of ``stat`` calls (no directory scan)."""
+    """Look up one item by name with a couple of ``stat`` calls (no directory scan). Names with a path separator
+    or ``..`` are never items (they would point outside the data root)."""
+    from mck.layout import unsafe_name
+
+    if unsafe_name(name):
+        return None
     if kind == "video":
         session, dot, camera = name.rpartition(".")
         if not dot or camera not in settings.cameras or settings.is_calibration(session):

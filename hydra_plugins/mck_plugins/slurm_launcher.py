@@ -127,7 +127,7 @@ class MckSlurmLauncher(BaseSubmititLauncher):
     def _array_params(members: list[tuple[Planned, dict[str, Any]]]) -> dict[str, Any]:
         params = dict(members[0][1])
         if len(members) > 1:
-            params["job_name"] = f"mck.{members[0][0].job.step}"
+            params["job_name"] = slurm.job_name(f"mck.{members[0][0].job.step}")
         return params
 
     @staticmethod

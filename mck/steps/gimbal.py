@@ -56,7 +56,7 @@ def check_observations(counts: np.ndarray, min_observed_fraction: float, item: s
     if n < min_observed_fraction * total:
         raise InputError(f"only {n} of {total} frames have a 2D observation (less than "
                          f"min_observed_fraction={min_observed_fraction}); GIMBAL would invent the rest from its prior",
-                         item=item, fix="check this session's keypoints.h5 (re-run step=hrnet), or lower "
+                         item=item, fix="re-run step=hrnet for this session, or lower "
                                         "step.func_kwargs.min_observed_fraction")
     return total - n
 

@@ -221,3 +221,69 @@ def test_failed_overwrite_sets_the_stale_output_aside(project):
     path.write_bytes(good)
     run_mck(["step=probe", f"video={video}"], root, cwd, check=True)
     assert probe.exists() and not Path(str(probe) + ".stale").exists()
+
+
+# -- 8. security: config values never reach a shell or a path unquoted --------------------------------------------
+
+HOSTILE = ["x'; touch PWNED1; echo '", "$(touch PWNED2)", "`touch PWNED3`", 'a" ; touch PWNED4 ; echo "',
+           "--help;touch PWNED5", "${IFS}touch${IFS}PWNED6"]
+
+
+def test_slurm_setup_block_quotes_hostile_module_and_conda_names(tmp_path):
+    """Render the sbatch script with hostile module, conda env and conda base names and run its setup block in
+    bash (no `module`/`conda` there: the fallback echo lines run): nothing is executed, every name is echoed."""
+    import subprocess
+
+    from mck.compile import Job
+    from mck.launch import slurm
+
+    job = Job(step="probe", output_name="probe.json", level="video", item="S.top", session="S", outputs=[])
+    for i, bad in enumerate(HOSTILE):
+        params = slurm.slurm_parameters(job, {"cpu_partition": "short", "conda_base": bad}, [bad, "ok/1.0"], bad)
+        script = slurm.sbatch_script(params, str(tmp_path / "sub"))
+        setup = script.split("# setup\n", 1)[1].split("\n# command", 1)[0]
+        assert setup.strip().count("\n") == 2, setup       # one line per module + conda: no injected lines
+        proc = subprocess.run(["bash", "-c", f"PATH=/usr/bin:/bin; unset -f module conda; {setup}"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=30)
+        assert not list(tmp_path.glob("PWNED*")), (bad, setup, proc.stderr)
+        assert f"mck: could not module load {bad}" in proc.stderr, proc.stderr
+    from mck.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"wrap_params.modules='m\\ntouch X' contains a line break"):
+        slurm.slurm_parameters(job, {}, ["m\ntouch X"], None)
+
+
+def test_slurm_job_names_and_parameters_cannot_add_lines():
+    from mck.compile import Job
+    from mck.errors import ConfigError
+    from mck.launch import slurm
+
+    job = Job(step="probe", output_name="probe.json", level="video", item="S.top\n#SBATCH --uid=0 $(x)",
+              session="S", outputs=[])
+    params = slurm.slurm_parameters(job, {"cpu_partition": "short"})
+    assert params["job_name"] == "mck.probe.S.top__SBATCH_--uid_0___x_"
+    with pytest.raises(ConfigError, match="contains a line break"):
+        slurm.slurm_parameters(job, {"cpu_partition": "short\n#SBATCH --uid=0"})
+    with pytest.raises(ConfigError, match=r"additional_parameters.comment='a\\nb' contains a line break"):
+        slurm.slurm_parameters(job, {"additional_parameters": {"comment": "a\nb"}})
+
+
+def test_item_and_output_names_with_dotdot_or_slash_are_refused(project):
+    from mck.inventory import Settings, find_item
+    from mck.layout import unsafe_name
+
+    root, cwd = project
+    settings = Settings(str(root), str(root))
+    assert find_item(settings, "session", S0) is not None
+    for bad in ("..", f"../{root.name}/{S0}", f"{S0}/..", ".hidden"):
+        assert find_item(settings, "session", bad) is None and unsafe_name(bad)
+    assert find_item(settings, "video", f"../{root.name}/{S0}.top") is None
+    proc = run_mck(["step=triangulation", f"session={S0}", "overwrite=true",
+                    "step.output_info.output_name=../../evil.npy"], root, cwd)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        "mck: error: output name '../../evil.npy' of step triangulation is not a plain file name (it contains a path "
+        "separator) (set step.output_info.output_name, its also list and variant tags to names like keypoints.v2.h5)")
+    assert not list(root.parent.glob("*evil*")) and not (root / S0 / f"{S0}.robust_triangulation.npy.stale").exists()
+    proc = run_mck(["step=triangulation", "session=.."], root, cwd)
+    assert proc.returncode == 2 and proc.stderr.startswith("mck: error: no session named '..' under")
