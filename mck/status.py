@@ -268,6 +268,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timing", action="store_true", help="measured seconds/frame vs configured, per step")
     parser.add_argument("overrides", nargs="*", help="experiment=… project=… project.KEY=… variants.STEP=TAG step=STEP")
     args = parser.parse_args(argv)
+    from mck.__main__ import check_step_override
+
+    check_step_override(args.overrides)
     steps = [o.split("=", 1)[1] for o in args.overrides if o.startswith("step=")]
     overrides = [o for o in args.overrides if not o.startswith("step=")]
     root = compose_root(overrides)
@@ -281,4 +284,17 @@ def main(argv: list[str]) -> int:
         print()
     else:
         print(format_text(statuses))
+    _explain_items(Settings.from_project(root.project))
     return 0
+
+
+def _explain_items(settings: Settings) -> None:
+    """On stderr: the folders discovery refused, and a hint when the data root holds no items at all."""
+    from mck.__main__ import warn_refused
+    from mck.inventory import empty_hint
+
+    inv = scan(settings)
+    warn_refused(inv)
+    if not (inv.videos or inv.sessions or inv.calibrations):
+        print(f"mck: warning: {settings.data_root}: no videos, sessions or calibrations ({empty_hint(settings)})",
+              file=sys.stderr)

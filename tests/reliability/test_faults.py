@@ -287,3 +287,129 @@ def test_item_and_output_names_with_dotdot_or_slash_are_refused(project):
     assert not list(root.parent.glob("*evil*")) and not (root / S0 / f"{S0}.robust_triangulation.npy.stale").exists()
     proc = run_mck(["step=triangulation", "session=.."], root, cwd)
     assert proc.returncode == 2 and proc.stderr.startswith("mck: error: no session named '..' under")
+
+
+# -- 6 and 7: item names Hydra cannot parse, and the small messages ---------------------------------------------
+
+ODD = "20240422_J(04)302"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Tiny grey videos: one normal session, one whose folder name has parentheses, one with other camera names."""
+    from tests.conftest import make_project, write_tiny_video
+
+    tmp = tmp_path_factory.mktemp("small")
+    root = make_project(tmp / "data", sessions=(S0, ODD), frames=4)
+    (root / "20240501_X").mkdir()
+    write_tiny_video(root / "20240501_X" / "20240501_X.cam1.mp4", 4)
+    cwd = tmp / "cwd"
+    cwd.mkdir()
+    return root, cwd
+
+
+def test_folder_name_hydra_cannot_parse_is_refused_at_discovery(small):
+    root, cwd = small
+    warning = (f"mck: warning: {ODD}: folder is not used: it contains '(' ')', which Hydra's override grammar "
+               f"cannot take (rename the folder and its videos, e.g. to '20240422_J_04_302')")
+    proc = run_mck(["step=probe", "step.func_kwargs.decode_all=false", "-m", "video=glob(*)"], root, cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert warning in proc.stderr.splitlines() and "mismatched input" not in proc.stderr
+    assert "mck: 6 items: 6 done" in proc.stdout
+    proc = run_mck(["step=probe", f"video='{ODD}.top'"], root, cwd)
+    assert proc.returncode == 2
+    m = error_line(proc, f"{ODD}.top")
+    assert m["what"] == f"not a video: folder '{ODD}' is not used: it contains '(' ')', which Hydra's override " \
+                        "grammar cannot take"
+    assert m["fix"] == "rename the folder and its videos, e.g. to '20240422_J_04_302'"
+    assert warning in run_mck(["status"], root, cwd).stderr.splitlines()
+
+
+def test_unknown_step_lists_every_step_with_a_suggestion(small):
+    root, cwd = small
+    proc = run_mck(["step=tringulation", f"session={S0}"], root, cwd)
+    assert proc.returncode == 2
+    m = error_line(proc, "step=tringulation")
+    assert m["what"] == "no step named 'tringulation'; did you mean triangulation?"
+    assert m["fix"] == ("steps: calibration, centernet, compression, export, fit_gimbal, gimbal, hrnet, probe, qc, "
+                        "report, train_centernet, train_hrnet, triangulation")
+
+
+def test_session_whose_videos_use_other_camera_names_says_why(small):
+    root, cwd = small
+    proc = run_mck(["step=triangulation", "session=20240501_X"], root, cwd)
+    assert proc.returncode == 2
+    m = error_line(proc, "20240501_X")
+    assert m["what"] == "not a session: its videos use cameras cam1, none of project.cameras (top, side1, side2, " \
+                        "side3, side4, bottom)"
+    assert m["fix"] == "rename the videos, or set project.cameras to these names"
+
+
+def test_glob_matching_nothing_is_an_error(small):
+    root, cwd = small
+    proc = run_mck(["step=probe", "-m", "video=glob(*,exclude=*)"], root, cwd)
+    assert proc.returncode == 2 and "0 jobs" not in proc.stderr + proc.stdout
+    m = error_line(proc, "video=glob(*,exclude=*)")
+    assert m["what"] == f"no video matches 'glob(*,exclude=*)' under {root}"
+    assert m["fix"].startswith("6 video items exist, e.g. ")
+
+
+def test_empty_data_root_gives_a_hint(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_mck(["status"], empty, tmp_path)
+    assert proc.returncode == 0
+    hint = [ln for ln in proc.stderr.splitlines() if ln.startswith("mck: warning:")]
+    assert hint == [f"mck: warning: {empty}: no videos, sessions or calibrations (none found: a session is a folder "
+                    "SESSION holding videos SESSION.CAMERA.mp4 for cameras top, side1, side2, side3, side4, bottom; "
+                    "set project.data_root=… or MCK_DATA_ROOT, or run `python -m mck synth DIR` for a demo project)"]
+    proc = run_mck(["step=probe", "-m", "video=glob(*)"], empty, tmp_path)
+    assert proc.returncode == 2 and error_line(proc, "video=glob(*)")["fix"].startswith("none found: a session is")
+
+
+def test_bad_func_kwargs_type_is_refused_even_on_a_done_item(small):
+    root, cwd = small
+    video = f"{S0}.top"
+    run_mck(["step=probe", f"video={video}"], root, cwd, check=True)
+    proc = run_mck(["step=probe", f"video={video}", "step.func_kwargs.decode_all=maybe"], root, cwd)
+    assert proc.returncode == 1
+    m = error_line(proc, video)
+    assert m["what"] == "step.func_kwargs.decode_all='maybe': expected true or false (mck.steps.probe.run)"
+    # a parameter whose default is None is checked against its annotation (float | None)
+    proc = run_mck(["step=gimbal", f"session={S0}", "step.func_kwargs.obs_outlier_variance=abc"], root, cwd)
+    assert proc.returncode == 1
+    assert error_line(proc, S0)["what"] == ("step.func_kwargs.obs_outlier_variance='abc': expected a number "
+                                            "(mck.steps.gimbal.run)")
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04trunc", bytes(range(256)) * 8])
+def test_unreadable_weights_is_one_line_without_torch_advice(tmp_path, content):
+    from mck.detection.load import load_hrnet
+    from mck.errors import InputError
+
+    path = tmp_path / "hrnet_top.pth"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        load_hrnet(path)
+    line = "mck: error: video: " + info.value.one_line()
+    assert ONE_LINE.match(line) and "\n" not in line, line
+    assert "weights_only" not in line and "torch.load" not in line
+    assert str(path) in line and line.endswith("(expected a state dict written by torch.save; re-copy or re-train it)")
+
+
+def test_rerun_on_a_damaged_snapshot_names_the_file_and_a_fix(small):
+    root, cwd = small
+    video = f"{S0}.side1"
+    run_mck(["step=probe", f"video={video}", "step.func_kwargs.decode_all=false"], root, cwd, check=True)
+    run_dir = Path(record(root, "probe", "probe.json", video)["run_dir"])
+    snapshot = run_dir / "config.resolved.yaml"
+    good = snapshot.read_bytes()
+    for damaged in (good[: len(good) // 2], bytes(range(256))):
+        snapshot.write_bytes(damaged)
+        proc = run_mck(["rerun", str(run_dir)], None, cwd)
+        assert proc.returncode == 2
+        m = error_line(proc, str(snapshot))
+        assert "$FULL_KEY" not in m.group(0) and "$VALUE_TYPE" not in m.group(0)
+        assert m["fix"].startswith("the snapshot is damaged: restore it, or re-run the job with python -m mck step=")
+    snapshot.write_bytes(good)
+    run_mck(["rerun", str(run_dir)], None, cwd, check=True)
