@@ -97,7 +97,14 @@ class Lock:
 def try_lock(output_root: str, step: str, output_name: str, item: str) -> tuple[Lock | None, dict | None]:
     """Take the item's lock. Returns (lock, None) or (None, owner-of-the-live-lock)."""
     path = layout.lock_path(output_root, step, output_name, item)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from mck.io import disk_full, is_disk_full
+
+        if is_disk_full(exc):
+            raise disk_full(path) from None
+        raise
     me = job_identity()
     for _ in range(3):
         try:
@@ -113,8 +120,17 @@ def try_lock(output_root: str, step: str, output_name: str, item: str) -> tuple[
                 os.rename(path, stale)   # atomic: only one contender wins the takeover
                 stale.unlink()
             continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+        except OSError as exc:       # e.g. disk full: never leave an empty lock behind
+            with contextlib.suppress(OSError):
+                path.unlink()
+            from mck.io import disk_full, is_disk_full
+
+            if is_disk_full(exc):
+                raise disk_full(path) from None
+            raise
         return Lock(path), None
     owner = layout.read_json(path) or {}
     return None, owner

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import traceback
 from pathlib import Path
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from mck import layout, records
 from mck.binding import bind_arguments, import_step_function
 from mck.compile import RUN, compile_job
-from mck.errors import ConfigError, MckError
+from mck.errors import ConfigError, DiskFullError, MckError
 from mck.runtime import Preempted
 
 log = logging.getLogger("mck")
@@ -84,8 +85,18 @@ def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
         record.update(state="failed", error=exc.one_line(), error_type=type(exc).__name__)
         log.debug("traceback:\n%s", traceback.format_exc())
     except Exception as exc:  # a bug or an unexpected library error: recorded with its traceback in the log
-        record.update(state="failed", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
-        log.error("%s", traceback.format_exc())
+        from mck.io import free_bytes, is_disk_full
+
+        if is_disk_full(exc):    # a library's own wording of ENOSPC (ffmpeg, NWB, HDF5): one line, item and place
+            where = os.path.dirname(str((record.get("outputs") or [run_dir or "."])[0]))
+            error = DiskFullError(f"disk full writing into {where} ({free_bytes(where) or 0} bytes free)",
+                                  item=record.get("item"),
+                                  fix="free space there, or set project.output_root=… to a disk with room, and re-run")
+            record.update(state="failed", error=error.one_line(), error_type="DiskFullError")
+            log.debug("traceback:\n%s", traceback.format_exc())
+        else:
+            record.update(state="failed", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            log.error("%s", traceback.format_exc())
     finally:
         if ran is not None and record.get("state") == "failed" and cfg.get("overwrite"):
             record["stale_outputs"] = _set_aside(ran.outputs)
@@ -98,12 +109,12 @@ def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
             try:
                 records.write_record(record, run_dir, output_root)
                 written = True
-            except OSError as exc:   # e.g. the output root itself is the problem: keep the run dir's copy
+            except (OSError, MckError) as exc:   # e.g. the output root is the problem (full, read-only)
                 log.warning("could not record %s under %s (%s)", record.get("item"), output_root, exc)
         if run_dir and not written:
             from mck.io import save_json
 
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, MckError):
                 save_json(Path(run_dir) / "job.json", record)
         if lock is not None:
             lock.release()
@@ -113,8 +124,6 @@ def execute(cfg: DictConfig, run_dir: str | None) -> dict[str, Any]:
 def _set_aside(outputs: list[str]) -> list[str]:
     """After a failed ``overwrite=true`` run, the outputs it was asked to replace no longer describe the inputs:
     rename them to ``NAME.stale`` (kept for the user, no longer counted as done or read by later steps)."""
-    import os
-
     moved = []
     for path in outputs:
         if os.path.lexists(path):

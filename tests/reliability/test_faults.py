@@ -413,3 +413,94 @@ def test_rerun_on_a_damaged_snapshot_names_the_file_and_a_fix(small):
         assert m["fix"].startswith("the snapshot is damaged: restore it, or re-run the job with python -m mck step=")
     snapshot.write_bytes(good)
     run_mck(["rerun", str(run_dir)], None, cwd, check=True)
+
+
+# -- 5. disk full -----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 600 KB tmpfs (root only; the test skips elsewhere)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(disk: Path, leave_bytes: int) -> Path:
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(free - leave_bytes, 0))
+    return filler
+
+
+def test_disk_full_is_one_line_nothing_half_written_and_rerun_recovers(base, tiny_disk, tmp_path):
+    root = base
+    out = tiny_disk / "out"
+    (out / S0).mkdir(parents=True)
+    calib = next(p for p in root.iterdir() if "calib" in p.name)
+    (out / calib.name).mkdir()
+    shutil.copy(calib / f"{calib.name}.camera_params.h5", out / calib.name)
+    for path in (root / S0).glob("*.keypoints.h5"):
+        shutil.copy(path, out / S0)
+    filler = fill(tiny_disk, 100 << 10)
+    args = ["step=triangulation", f"session={S0}", f"project.output_root={out}"]
+    proc = run_mck(args, root, tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "HDF5" not in proc.stderr
+    m = error_line(proc, S0)
+    assert re.fullmatch(rf"disk full: cannot write {out / S0}/{S0}\.\S+ \([\d.]+ KB free, needs [\d.]+ KB \+ 256\.0 KB "
+                        r"reserve\)", m["what"]), m["what"]
+    assert m["fix"] == ("free space there, or set project.output_root=… to a disk with room, and re-run; nothing was "
+                        "left half-written")
+    made = sorted(p.name for p in (out / S0).iterdir() if not p.name.endswith(".keypoints.h5"))
+    assert made == [] and not list((out / ".mck").rglob("*.lock"))
+    st = status_json(root, tmp_path, "step=triangulation", f"project.output_root={out}")
+    assert st[("triangulation", "robust_triangulation.npy")]["items"][S0] == "failed"
+    filler.unlink()
+    run_mck(args, root, tmp_path, check=True)
+    assert (out / S0 / f"{S0}.robust_triangulation.npy").exists()
+
+
+def test_atomic_writers_and_locks_turn_enospc_into_one_line(tmp_path, monkeypatch):
+    """Every writer in mck.io and the lock file, failing mid-write with ENOSPC (a real full tmpfs where one can be
+    mounted, else ENOSPC raised at the OS boundary): DiskFullError naming the path, no temp file, no lock left."""
+    import errno
+    import os
+    import subprocess
+
+    from mck import io, records
+    from mck.errors import DiskFullError
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
+                             capture_output=True).returncode == 0
+    try:
+        monkeypatch.setattr(io, "check_free_space", lambda *a, **k: None)   # no early refusal: hit the real write
+        if mounted:
+            fill(disk, 0)
+        else:
+            def no_space(*_a, **_k):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            monkeypatch.setattr(os, "fsync", no_space)
+        big = np.zeros(200_000)
+        writers = {"a.npy": lambda p: io.save_npy(p, big), "b.h5": lambda p: io.save_h5(p, {"x": big}),
+                   "c.json": lambda p: io.save_json(p, {"x": list(range(50_000))})}
+        for name, write in writers.items():
+            with pytest.raises(DiskFullError) as info:
+                write(disk / name)
+            line = info.value.one_line()
+            assert line.startswith(f"disk full: cannot write {disk / name} (") and "\n" not in line
+            assert sorted(p.name for p in disk.iterdir()) == (["filler"] if mounted else [])
+        if mounted:
+            with pytest.raises(DiskFullError):
+                records.try_lock(str(disk), "probe", "probe.json", "S.top")
+            assert not list(disk.rglob("*.lock"))
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
