@@ -23,14 +23,12 @@ SESSION = "20240422_J04301"
 CALIBRATION = "20240422_calibration"
 CAMERAS = ("top", "side1", "side2", "side3", "side4", "bottom")
 
-#: Measured on the tiny project (2 CPU cores, 2026-12-03): triangulation median 8.17 mm (mean 12.8, 100 %
-#: triangulated), GIMBAL median 6.59 mm; HRNet median 4.24 px on 320×256 frames; calibration centres ≤ 4.2 mm.
+#: Generous bounds for the tiny project; what it measured: docs/algorithms.md, Measured figures.
 MAX_TRIANGULATION_MEDIAN_MM = 25.0
 MAX_GIMBAL_MEDIAN_MM = 30.0
 MIN_FRACTION_TRIANGULATED = 0.8
 #: GIMBAL's median, mean and p95 on the points triangulation also estimates, relative to triangulation's: GIMBAL must
-#: beat it (measured median 6.59 vs 7.68 mm, mean 7.96 vs 9.61, p95 17.98 vs 20.56; median 7.51 with the bone
-#: lengths measured on the triangulations, the lab's rule).
+#: beat it (figures: docs/algorithms.md, Measured figures).
 GIMBAL_VS_TRIANGULATION = 1.0
 
 
