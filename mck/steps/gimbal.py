@@ -1,6 +1,6 @@
 """Step ``gimbal`` (session level): six ``keypoints.h5`` + the robust triangulation + the calibration + fitted
 parameters → ``{session}.gimbal.npy`` (T, 14, 3) float32 mm, GIMBAL node order, world frame (the lab's format) and
-``{session}.ll.npy`` (n_iters,) float64 log-joint trace (algorithms.md §C.7), and ``{session}.gimbal_obs.npy``
+``{session}.ll.npy`` (n_iters,) float64 log-joint trace (docs/algorithms.md §C.7), and ``{session}.gimbal_obs.npy``
 (T, 14) uint8: per frame and keypoint (node order), how many cameras saw it with confidence ≥ ``min_conf``. Where it
 is 0 the position is the prior's extrapolation, not a measurement; QC and export read it. A session where fewer than
 ``min_observed_fraction`` of the frames have any observation is refused.
