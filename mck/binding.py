@@ -108,9 +108,13 @@ def bind_arguments(func: Callable[..., Any], step: DictConfig, job: Any) -> dict
             if name in kwargs:
                 raise ConfigError(f"step.{section}.{name} is also given in another section", item=item,
                                   fix=f"declare {name} once (inputs for files other steps write)")
-            default = _declared_default(params[name]) if name in params else inspect.Parameter.empty
+            default = params[name].default if name in params else inspect.Parameter.empty
             try:
-                kwargs[name] = _check_type(name, value, default, func_path)
+                if default is None:   # typed by its annotation: checked, passed on unchanged
+                    _check_type(name, value, _declared_default(params[name]), func_path)
+                    kwargs[name] = value
+                else:
+                    kwargs[name] = _check_type(name, value, default, func_path)
             except ConfigError as exc:
                 exc.item = exc.item or item
                 exc.what = exc.what.replace("step.func_kwargs.", f"step.{section}.")
