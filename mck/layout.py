@@ -23,6 +23,23 @@ def output_paths(level: str, item: str, output_dir: str, output_name: str, also:
     return [os.path.join(output_dir, f"{item}.{n}") for n in names]
 
 
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` cannot be an item or output file name (a path separator, ``..``, a leading dot, a control
+    character), or None when it is a plain file name."""
+    name = str(name)
+    if not name or name in (".", ".."):
+        return "it is empty or '.' or '..'"
+    if "/" in name or "\\" in name or os.sep in name:
+        return "it contains a path separator"
+    if ".." in name.split("."):
+        return "it contains '..'"
+    if name.startswith("."):
+        return "it starts with '.'"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it contains a control character"
+    return None
+
+
 def variant_key(output_name: str) -> str:
     """A directory-safe name for a step variant (its primary output name)."""
     return output_name.replace(os.sep, "__")
