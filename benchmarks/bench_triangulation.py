@@ -9,7 +9,7 @@ Accuracy: robust vs median_dlt on the same data, with realistic detector noise (
 
     .venv/bin/python -m benchmarks.bench_triangulation [--frames 20000] [--keypoints 18] [--quick] [--profile]
 
-The robust solver runs fused (one compiled XLA computation per chunk of 8k points: undistortion, 5 annealed
+The robust solver runs fused (one compiled XLA computation per chunk of 4k points: undistortion, 5 annealed
 IRLS passes, view rejection and the final solve without writing temporaries back to memory), in float64 and
 float32, beside the numpy reference; float32 is reported, not the default, because its reprojections move by
 ≈ 0.01 px, the tolerance.
@@ -104,9 +104,11 @@ def main() -> None:
     timings, results = {}, {}
     for name, kw in (("robust fused float64", {}), ("robust fused float32", {"dtype": "float32"}),
                      ("robust numpy", {"engine": "numpy"}), ("median_dlt", {"method": "median_dlt"})):
-        t0 = time.perf_counter()
-        results[name] = triangulate(uv, rig.extrinsics, rig.intrinsics, **{"method": "robust", **kw})
-        timings[name] = time.perf_counter() - t0
+        repeats = 3 if name.startswith("robust fused") else 1      # the fast ones: best of 3, like the lab's 2
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            results[name] = triangulate(uv, rig.extrinsics, rig.intrinsics, **{"method": "robust", **kw})
+            timings[name] = min(timings.get(name, np.inf), time.perf_counter() - t0)
     # The lab's loop last, once more, so that a change of machine load during the run shows as a spread.
     t0 = time.perf_counter()
     for f in range(args.baseline_frames):
