@@ -35,7 +35,8 @@ def main() -> None:
     full = smooth(s.uv, s.conf, s.camera_matrices, params, **kw)
     t_full = time.perf_counter() - t0
     err = lambda r: float(np.mean(np.linalg.norm(r.positions - s.positions, axis=-1)))  # noqa: E731
-    print(f"demo-like session: {args.frames} frames, {args.iters} iterations (burn-in {burn}), checks every {args.chunk}")
+    print(f"demo-like session: {args.frames} frames, {args.iters} iterations (burn-in {burn}), "
+          f"checks every {args.chunk}")
     print(f"{'iteration':>9} {'R-hat max':>9} {'R-hat med':>9} {'ESS min':>8} {'ESS med':>8}")
     for d in full.diagnostics:
         print(f"{d['iteration']:>9} {d['rhat_max']:>9.3f} {d['rhat_median']:>9.3f} {d['ess_min']:>8.0f} "

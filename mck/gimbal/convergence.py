@@ -71,6 +71,7 @@ def converged(summary: dict, rhat_threshold: float = 1.05, min_ess: float = 50.0
 
 
 def watch_indices(frames: int, keypoints: int, count: int = 16) -> np.ndarray:
-    """Flat indices into positions.reshape(−1) of every coordinate of ``count`` evenly spread frames (m = 3·K·count)."""
+    """Flat indices into positions.reshape(−1) of every coordinate of ``count`` evenly spread frames
+    (m = 3·K·count)."""
     picked = np.unique(np.linspace(0, frames - 1, min(count, frames)).round().astype(np.int64))
     return (picked[:, None] * keypoints * 3 + np.arange(keypoints * 3)[None]).reshape(-1)
