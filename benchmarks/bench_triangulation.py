@@ -9,7 +9,7 @@ Accuracy: robust vs median_dlt on the same data, with realistic detector noise (
 
     .venv/bin/python -m benchmarks.bench_triangulation [--frames 20000] [--keypoints 18] [--quick] [--profile]
 
-The robust solver runs fused (one compiled XLA computation per chunk of 4k points: undistortion, 5 annealed
+The robust solver runs fused (one compiled XLA computation per chunk of 2k points: undistortion, 5 annealed
 IRLS passes, view rejection and the final solve without writing temporaries back to memory), in float64 and
 float32, beside the numpy reference; float32 is reported, not the default, because its reprojections move by
 ≈ 0.01 px, the tolerance.

@@ -11,14 +11,13 @@ Shapes: ``uv`` (N, C, 2) distorted px (NaN = missing), ``weights`` (N, C) ≥ 0,
 from __future__ import annotations
 
 import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-#: Points per compiled chunk: 4k points × 6 views keep a chunk's per-view blocks (432 B/point) in L2 (on 2 shared
-#: CPU cores, 360k points, best of two: chunks of 1k 0.56 s, 2k 0.65 s, 4k 0.42 s, 8k 0.71 s, 16k 0.71 s).
-CHUNK = 4096
+#: Points per compiled chunk: 2k points × 6 views keep a chunk's per-view blocks (432 B/point, 0.9 MB) in L2. Compiled
+#: kernel alone, best per chunk on 2 shared CPU cores: 256 → 1.07, 512 → 0.93, 1k → 0.86, 2k → 0.84, 4k → 0.86–1.3,
+#: 8k → 1.3–2.2, 16k → 1.8–2.3 µs/point.
+CHUNK = 2048
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,39 +98,45 @@ def _compiled(cams: int, scales: tuple, reject_px: float, dtype: str, iterations
         enough = jnp.sum(valid, axis=1) >= 2
         return jnp.where(enough[:, None], X, jnp.nan).astype(jnp.float64), inlier & enough[:, None]
 
-    return jax.jit(run)
+    def run_frames(uv, weights, P, K, dist):
+        """(F, C, Kp, 2) and (F, C, Kp) → points (F, Kp, 3), used (F, C, Kp): the transposes happen in cache."""
+        frames, _, kps = weights.shape
+        X, used = run(jnp.moveaxis(uv, 1, 2).reshape(frames * kps, cams, 2),
+                      jnp.moveaxis(weights, 1, 2).reshape(frames * kps, cams), P, K, dist)
+        return X.reshape(frames, kps, 3), jnp.moveaxis(used.reshape(frames, kps, cams), 2, 1)
+
+    return jax.jit(run), jax.jit(run_frames)
 
 
 def robust(uv, weights, P, K, dist, scales=(64.0, 32.0, 16.0, 8.0, 4.0), reject_px: float = 12.0,
-           dtype: str = "float64", chunk: int = CHUNK, iterations: int = 5, threads: int | None = None):
-    """The robust solver on distorted ``uv`` (N, C, 2); see the module docstring. ``dtype`` float32 halves the
-    memory traffic (its reprojections move by up to ≈ 0.01 px). ``threads``: chunks in flight at once (default 1:
-    on 2 shared cores two gave no measurable gain — 1.13–1.72 s vs 1.54–1.61 s for 360k points; ``0`` = the CPUs
-    this process may use)."""
-    threads = 1 if threads is None else (len(os.sched_getaffinity(0)) if int(threads) == 0 else int(threads))
+           dtype: str = "float64", chunk: int = CHUNK, iterations: int = 5):
+    """The robust solver on distorted ``uv`` (N, C, 2) with ``weights`` (N, C) — or, frame-major, ``uv``
+    (F, C, Kp, 2) with ``weights`` (F, C, Kp) (then points (F, Kp, 3), used (F, C, Kp), in chunks of
+    ≈ ``chunk`` points, no host-side transposes). See the module docstring. ``dtype`` float32 moves half the
+    bytes (its reprojections move by up to ≈ 0.01 px; no faster on the CPUs measured). Every chunk is dispatched
+    before the first result is read, so the host's slicing overlaps the computation."""
+    import jax
+
     uv = np.asarray(uv)
+    weights = np.asarray(weights)
+    frame_major = uv.ndim == 4
     n, cams = uv.shape[:2]
-    fn = _compiled(cams, tuple(float(s) for s in scales), float(reject_px), str(dtype), int(iterations))
-    P, K, dist = (np.asarray(a, dtype=np.float64) for a in (P, K, dist))
-    points = np.empty((n, 3))
-    used = np.empty((n, cams), dtype=bool)
-
-    def one(start):
-        stop = min(start + chunk, n)
+    points_fn, frames_fn = _compiled(cams, tuple(float(s) for s in scales), float(reject_px), str(dtype),
+                                     int(iterations))
+    fn = frames_fn if frame_major else points_fn
+    step = max(1, chunk // uv.shape[2]) if frame_major else chunk
+    P, K, dist = (jax.device_put(np.asarray(a, dtype=np.float64)) for a in (P, K, dist))
+    pending = []
+    for start in range(0, n, step):
+        stop = min(start + step, n)
         part_uv, part_w = uv[start:stop], weights[start:stop]
-        if stop - start < chunk:   # pad the last chunk: one compiled shape
-            pad = chunk - (stop - start)
-            part_uv = np.concatenate([part_uv, np.full((pad, cams, 2), np.nan, part_uv.dtype)])
-            part_w = np.concatenate([part_w, np.zeros((pad, cams), part_w.dtype)])
-        X, inl = fn(part_uv, part_w, P, K, dist)
-        points[start:stop] = np.asarray(X)[: stop - start]
-        used[start:stop] = np.asarray(inl)[: stop - start]
-
-    starts = range(0, n, chunk)
-    if threads > 1 and n > chunk:   # XLA releases the GIL: chunks run side by side on the job's cores
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(one, starts))
-    else:
-        for start in starts:
-            one(start)
+        if stop - start < step:    # pad the last chunk: one compiled shape
+            pad = step - (stop - start)
+            part_uv = np.concatenate([part_uv, np.full((pad, *uv.shape[1:]), np.nan, part_uv.dtype)])
+            part_w = np.concatenate([part_w, np.zeros((pad, *weights.shape[1:]), part_w.dtype)])
+        pending.append(fn(part_uv, part_w, P, K, dist))
+    if not pending:
+        return np.empty((0, *uv.shape[2:-1], 3)), np.empty(weights.shape, dtype=bool)
+    points = np.concatenate([np.asarray(X) for X, _ in pending])[:n]
+    used = np.concatenate([np.asarray(inl) for _, inl in pending])[:n]
     return points, used

@@ -81,14 +81,11 @@ def _solve(uv, extrinsics, intrinsics, conf, method, chunk: int = 100_000, engin
     if method == "robust" and engine == "fused":
         from mck.geometry import robust_fused
 
-        flat = np.moveaxis(uv, 1, 2).reshape(frames * kps, cams, 2)
-        weights = (np.ones(flat.shape[:2]) if conf is None
-                   else np.moveaxis(np.asarray(conf, dtype=float), 1, 2).reshape(frames * kps, cams))
+        weights = np.ones(uv.shape[:3]) if conf is None else np.asarray(conf, dtype=float)
         Ks = np.stack([np.asarray(K, dtype=float) for K, _ in intrinsics])
         dists = np.stack([(np.asarray(d, dtype=float).ravel().tolist() + [0.0] * 5)[:5] for _, d in intrinsics])
-        points, used = robust_fused.robust(flat, weights, projection_matrices(extrinsics, intrinsics), Ks, dists,
-                                           dtype=dtype, **options)
-        return points.reshape(frames, kps, 3), np.moveaxis(used.reshape(frames, kps, cams), 2, 1)
+        return robust_fused.robust(uv, weights, projection_matrices(extrinsics, intrinsics), Ks, dists,
+                                   dtype=dtype, **options)
     und = np.stack([undistort_points(uv[:, c], K, d) for c, (K, d) in enumerate(intrinsics)], axis=1)
     und = np.moveaxis(und, 1, 2).reshape(frames * kps, cams, 2)          # (N, C, 2)
     if conf is None:

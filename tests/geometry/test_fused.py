@@ -36,9 +36,22 @@ def test_fused_equals_numpy(with_conf):
 def test_fused_float32_moves_reprojections_by_about_a_hundredth_of_a_pixel():
     X, uv, _ = _data(seed=1)
     ref = triangulate(uv, RIG.extrinsics, RIG.intrinsics)
-    f32 = triangulate(uv, RIG.extrinsics, RIG.intrinsics, dtype="float32", threads=2, chunk=512)
+    f32 = triangulate(uv, RIG.extrinsics, RIG.intrinsics, dtype="float32", chunk=512)
     moved = np.linalg.norm(project(f32, RIG.extrinsics, RIG.intrinsics) - project(ref, RIG.extrinsics,
                                                                                    RIG.intrinsics), axis=-1)
     assert np.nanmax(moved) < 0.02
     with pytest.raises(ValueError, match="engine"):
         triangulate(uv, RIG.extrinsics, RIG.intrinsics, engine="gpu-magic")
+
+
+def test_point_major_and_frame_major_calls_agree():
+    from mck.geometry import projection_matrices, robust_fused
+
+    _, uv, conf = _data(frames=40, keypoints=5, seed=2)
+    P = projection_matrices(RIG.extrinsics, RIG.intrinsics)
+    Ks, dists = np.stack(RIG.Ks), np.stack(RIG.dists)
+    frames_X, frames_used = robust_fused.robust(uv, conf, P, Ks, dists, chunk=64)
+    flat_X, flat_used = robust_fused.robust(np.moveaxis(uv, 1, 2).reshape(-1, 6, 2),
+                                            np.moveaxis(conf, 1, 2).reshape(-1, 6), P, Ks, dists, chunk=64)
+    np.testing.assert_allclose(frames_X.reshape(-1, 3), flat_X, atol=1e-9)
+    assert np.array_equal(np.moveaxis(frames_used, 1, 2).reshape(-1, 6), flat_used)
