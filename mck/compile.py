@@ -301,7 +301,7 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True, chain_queued: bo
     node = graph.node(str(cfg.step.name))
     level = node.level
     for name in node.outputs:
-        why = layout.unsafe_name(name)
+        why = layout.unsafe_output_name(name)
         if why:
             raise ConfigError(f"output name {name!r} of step {node.name} is not a plain file name ({why})",
                               fix="set step.output_info.output_name, its also list and variant tags to names like "

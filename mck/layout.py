@@ -40,6 +40,19 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
+def unsafe_output_name(name: str) -> str | None:
+    """Why ``name`` cannot be a step's output name, or None. Unlike item names, an output may sit in a sub-folder
+    of its item's folder (``report/index.html``): every part must be a plain file name, never absolute or ``..``."""
+    name = str(name)
+    if name.startswith(("/", "\\")) or os.path.isabs(name):
+        return "it is an absolute path"
+    for part in name.replace("\\", "/").split("/"):
+        why = unsafe_name(part)
+        if why:
+            return why
+    return None
+
+
 def variant_key(output_name: str) -> str:
     """A directory-safe name for a step variant (its primary output name)."""
     return output_name.replace(os.sep, "__")
