@@ -5,6 +5,7 @@
   (:func:`mck.detection.infer.predict_centroids`, autocast on CUDA), on 1280×1024 frames;
 * HRNet at the lab's size (c = 32, stem 64, 512 × 512 crops) frames/s, the same two ways;
 * video decode frames/s (PyAV through :func:`mck.video.iter_frames`, 1280×1024 H.264), which bounds both;
+* robust triangulation frames/s on the host CPU (20,000 frames × 18 keypoints) against the lab's pairwise loop;
 * GIMBAL s/iteration at 216,000 frames (a two-hour session) in float32 and float64, in a subprocess each
   (:mod:`benchmarks.bench_gimbal_scale`), with the host's peak RSS.
 
@@ -93,6 +94,26 @@ def decode_row(frames: int, width: int, height: int) -> tuple:
     return (f"video decode {width}×{height} (PyAV)", "frames/s", None, n / seconds, "CPU, background thread")
 
 
+def triangulation_row(frames: int, lab_frames: int) -> tuple:
+    """Robust triangulation (fused, this machine's CPU) against the lab's per-frame pairwise loop, 18 keypoints."""
+    from benchmarks.bench_triangulation import lab_triangulate_frame, make_data
+    from mck.geometry import triangulate
+    from mck.synth.rig import make_rig
+
+    rig = make_rig()
+    _, uv = make_data(frames, np.random.default_rng(0), rig, 18)
+    triangulate(uv[:4], rig.extrinsics, rig.intrinsics)            # compile
+    t0 = time.perf_counter()
+    for f in range(lab_frames):
+        lab_triangulate_frame(uv[f], rig.extrinsics, rig.intrinsics)
+    lab = lab_frames / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    triangulate(uv, rig.extrinsics, rig.intrinsics)
+    ours = frames / (time.perf_counter() - t0)
+    return (f"triangulation {frames} frames × 6 × 18 (robust)", "frames/s", lab, ours,
+            f"CPU; lab loop timed on {lab_frames} frames")
+
+
 def gimbal_rows(frames: int, iters: int) -> list[tuple]:
     from benchmarks.bench_gimbal_scale import run_sizes
 
@@ -140,6 +161,7 @@ def main(argv=None) -> None:
     print(f"mck GPU benchmark{' (smoke: small sizes, not a measurement)' if args.smoke else ''} — {device_name()}")
     rows = detection_rows(frames, *size, *net, batch)
     rows.append(decode_row(max(frames, 30), *size))
+    rows.append(triangulation_row(2000 if args.smoke else 20_000, 100 if args.smoke else 1000))
     rows += gimbal_rows(gframes, giters)
     print(format_table(rows))
     print(f"total {time.perf_counter() - t0:.0f} s")

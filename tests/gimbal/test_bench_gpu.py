@@ -9,7 +9,7 @@ def test_gpu_benchmark_smoke(capsys):
 
     gpu.main(["--smoke"])
     out = capsys.readouterr().out
-    for row in ("CenterNet", "HRNet", "video decode", "GIMBAL 1000 frames", "float32", "float64"):
+    for row in ("CenterNet", "HRNet", "video decode", "triangulation", "GIMBAL 1000 frames", "float32", "float64"):
         assert row in out
     assert "total" in out
 
