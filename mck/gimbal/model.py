@@ -250,8 +250,10 @@ def _positions_terms(model: Model, positions, directions, observations, observed
                         - jnp.where(observed, LOG_2PI + jnp.log(variance), 0.0), axis=(1, 2))
     a, b = weight * eu / depth, weight * ev / depth                          # (N, C, K)
     c = a * pu + b * pv
-    obs_grad = jnp.stack([jnp.sum(a * P[None, :, 0, d, None] + b * P[None, :, 1, d, None]
-                                  - c * P[None, :, 2, d, None], axis=1) for d in range(3)], axis=-1)
+    # Σ over the cameras written out (C is static): one elementwise pass. As a reduction over the camera axis XLA's
+    # CPU backend took 3× longer (35 vs 106 ms per gradient at 10k frames × 6 × 14, 2 cores).
+    obs_grad = jnp.stack([sum(a[:, i] * P[i, 0, d] + b[:, i] * P[i, 1, d] - c[:, i] * P[i, 2, d]
+                              for i in range(P.shape[0])) for d in range(3)], axis=-1)
 
     residual = parent_offsets(model, positions) - model.radii[:, None] * directions
     scaled = residual / model.radial_variance[:, None]                       # (N, K, 3)
