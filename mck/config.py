@@ -92,6 +92,8 @@ class ProjectConfig:
     weights_dir: str = MISSING
     weights: Weights = field(default_factory=Weights)
     fit_sessions: List[str] = field(default_factory=list)
+    calibration_source: str = "board"     # board | refined: the camera file triangulation/gimbal/sync_check read
+    sync: str = "off"                     # off | auto: triangulation/gimbal use the alignment sync_check detected
 
 
 @dataclass

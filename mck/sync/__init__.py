@@ -205,3 +205,44 @@ def describe(finding: dict, camera: str) -> str:
         ("(it started late or lost its first frames)" if k < 0 else "(it started early)")
     return (f"{camera} is {lead} {where} {cause}: add the drop to aligned_frame_numbers.csv "
             f"or re-run with sync=auto")
+
+
+SYNC_MODES = ("off", "auto")
+
+
+def load_sync(path: str | None) -> dict | None:
+    """A ``{session}.sync.json`` (None when absent)."""
+    import json
+    import os
+
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def align_rows(per_camera: list[np.ndarray], alignment: np.ndarray | None, cameras: list[str],
+               sync: dict | None = None) -> list[np.ndarray]:
+    """Each camera's per-frame array on the session's trigger rows: the declared alignment (``mck.alignment``),
+    then, with a ``sync`` result (``{session}.sync.json``), the detected offsets on top (cameras of unequal length
+    are padded first, so a camera with extra or missing frames is re-indexed instead of refused)."""
+    from mck.alignment import apply_alignment
+
+    if sync is None:
+        return apply_alignment(per_camera, alignment, cameras)
+    if alignment is not None:
+        arrays = apply_alignment(per_camera, alignment, cameras)
+    else:
+        arrays = [np.asarray(a, dtype=float) for a in per_camera]
+    names = list(sync.get("camera_names") or cameras)
+    segments = [sync["cameras"][names.index(c)]["segments"] if c in names else [] for c in cameras]
+    return apply_offsets(arrays, segments, int(sync["rows"]))
+
+
+def sync_note(sync: dict | None) -> str:
+    """What the detected alignment changed, for logs and job records."""
+    if sync is None:
+        return "off"
+    moved = [f["camera_name"] if "camera_name" in f else str(f["camera"]) for f in sync.get("findings", [])]
+    return "auto: detected offsets applied" + (f" ({', '.join(dict.fromkeys(moved))})" if moved else
+                                               " (none found)")
