@@ -66,13 +66,20 @@ def run(keypoints_paths: dict, calibration_path: str, output_path: str, output_p
     uv = np.concatenate(uvs)[:max_frames]
     conf = np.nan_to_num(np.concatenate(confs)[:max_frames])
     log.info("%s: refining %d cameras on %d frames of %d session(s)", item, len(cameras), len(uv), len(used))
+    reason = ""
     try:
         ext, intr, info = refine_extrinsics(uv, extrinsics, intrinsics, conf, refine_intrinsics=refine_intrinsics,
                                             conf_threshold=conf_threshold, n_points=n_points, seed=seed)
-    except ValueError as exc:
-        raise InputError(str(exc), item=item, fix="lower conf_threshold or add sessions with detections") from exc
+    except ValueError as exc:      # too few points: the board's cameras stand, and the summary says why
+        reason = f"not refined: {exc}"
+        log.warning("%s: %s (lower conf_threshold or add sessions)", item, reason)
+        empty = {"median_px": None, "mean_px": None, "median_px_per_camera": [None] * len(cameras)}
+        ext, intr, info = extrinsics, intrinsics, {"before": empty, "after": empty, "iterations": 0,
+                                                   "points_used": 0, "observations_used": 0, "rejected": 0}
     accepted = info["after"]["median_px"] is not None and info["before"]["median_px"] is not None and \
         info["after"]["median_px"] < info["before"]["median_px"]
+    if not accepted and not reason:
+        reason = "not better than the board's: board cameras kept"
     if not accepted:
         ext, intr = extrinsics, intrinsics
     save_camera_params(output_path, cameras, ext, intr)
@@ -82,6 +89,7 @@ def run(keypoints_paths: dict, calibration_path: str, output_path: str, output_p
     _plot(png_path, uv, conf, conf_threshold, extrinsics, intrinsics, ext, intr, cameras, seed)
     moved = _moves(extrinsics, ext)
     summary = {"calibration": item, "board": calibration_path, "refined": str(output_path), "accepted": accepted,
+               "reason": reason,
                "sessions": used, "frames": int(len(uv)), "cameras": cameras,
                "before": dict(zip(("median_px", "mean_px"), (info["before"]["median_px"], info["before"]["mean_px"]))),
                "after": dict(zip(("median_px", "mean_px"), (info["after"]["median_px"], info["after"]["mean_px"]))),
@@ -92,9 +100,10 @@ def run(keypoints_paths: dict, calibration_path: str, output_path: str, output_p
                "observations_used": info["observations_used"], "rejected": info["rejected"],
                "refine_intrinsics": bool(refine_intrinsics), "seconds": round(time.perf_counter() - t0, 2)}
     save_json(json_path, summary)
-    log.info("%s: median reprojection %.2f → %.2f px (%s)", item, info["before"]["median_px"],
-             info["after"]["median_px"], "accepted" if accepted else "not better: board cameras kept")
-    return {k: summary[k] for k in ("accepted", "sessions", "frames", "before", "after", "iterations", "seconds")}
+    log.info("%s: median reprojection %s → %s px (%s)", item, info["before"]["median_px"],
+             info["after"]["median_px"], "accepted" if accepted else reason)
+    return {k: summary[k] for k in ("accepted", "reason", "sessions", "frames", "before", "after", "iterations",
+                                    "seconds")}
 
 
 def _moves(old: np.ndarray, new: np.ndarray) -> tuple[list, list]:

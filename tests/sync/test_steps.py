@@ -52,6 +52,20 @@ def test_refine_calibration_step_writes_beside_the_board(tmp_path):
     assert metrics["accepted"]
 
 
+def test_refine_calibration_without_enough_points_keeps_the_board(tmp_path):
+    from mck.steps import refine_calibration
+
+    root = tmp_path / "data"
+    keypoints_project(root, {S1: {}}, frames=30)
+    board = root / CALIBRATION / f"{CALIBRATION}.camera_params.h5"
+    out = root / CALIBRATION / f"{CALIBRATION}.camera_params.refined.h5"
+    outs = [str(out), str(out)[:-3] + ".json", str(out)[:-3] + ".png"]
+    metrics = refine_calibration.run({S1: _kp(root, S1)}, str(board), str(out), outs, conf_threshold=0.999,
+                                     item=CALIBRATION)
+    assert not metrics["accepted"] and metrics["reason"].startswith("not refined")
+    assert np.allclose(load_camera_params(out)[1], load_camera_params(board)[1])
+
+
 def test_sync_check_and_triangulation_with_sync_auto(tmp_path):
     from mck.steps import sync_check, triangulation
 
