@@ -122,3 +122,8 @@ def test_cli_refined_calibration_sync_status_and_records(tmp_path):
     assert record["metrics"]["sync"].startswith("auto")
     status = run_mck(["status"], root, tmp_path, check=True).stdout
     assert f"sync_check {S1}: side2 is 1 frame ahead from frame 300" in status
+    run_mck(["step=report"], root, tmp_path, check=True)
+    page = (root / "report" / "index.html").read_text()
+    assert "triangulation used the refined calibration" in page
+    assert "sync check: side2 is 1 frame ahead from frame 300" in page
+    assert "refined on the keypoints of 1 session(s)" in page
