@@ -220,7 +220,8 @@ def _stats(err: np.ndarray) -> dict:
 def refine_extrinsics(uv: np.ndarray, extrinsics: np.ndarray, intrinsics: Intrinsics, conf: np.ndarray | None = None,
                       refine_intrinsics: bool = False, *, conf_threshold: float = 0.5, n_points: int = 6000,
                       f_scales=(30.0, 8.0, 3.0), reject_px: float = 15.0, reject_factor: float = 4.0,
-                      scale: str = "spread", max_nfev: int = 60, seed: int = 0, eval_points: int = 200_000
+                      scale: str = "spread", max_nfev: int = 60, seed: int = 0, eval_points: int = 200_000,
+                      polish_points: int = 15000
                       ) -> tuple[np.ndarray, list, dict]:
     """Refine the cameras on keypoint detections.
 
@@ -231,7 +232,9 @@ def refine_extrinsics(uv: np.ndarray, extrinsics: np.ndarray, intrinsics: Intrin
     trades against depth; prefer the board's). ``n_points``: 3D points sampled (balanced over camera pairs and
     image cells); one round per ``f_scales`` entry (soft-L1 scale, px), observations further than
     ``max(reject_px, reject_factor × camera median)`` rejected after each round. ``scale``: "spread" (camera
-    centres' spread kept) or "baseline" (camera 1's distance to camera 0 kept). Camera 0 is fixed.
+    centres' spread kept) or "baseline" (camera 1's distance to camera 0 kept). Camera 0 is fixed. When
+    ``polish_points`` > ``n_points``, a last round on that many freshly sampled points (few iterations from the
+    converged cameras) polishes the result.
 
     Returns (extrinsics (C, 6), intrinsics, info) with ``info``: ``before``/``after`` (median/mean reprojection
     error px over at most ``eval_points`` points against the robust triangulation, and per camera), ``iterations``,
@@ -284,10 +287,29 @@ def refine_extrinsics(uv: np.ndarray, extrinsics: np.ndarray, intrinsics: Intrin
         rejected += int(bad.sum())
         s_w = np.where(bad, 0.0, s_w)
     new_ext, new_intr = model.extrinsics_intrinsics(x)
+    points_used = int(keep.sum())
+    if polish_points > n_points:
+        # polish on a larger fresh sample, outliers of the converged cameras left out
+        sample = sample_points(flat_uv, valid, polish_points, seed=seed + 1)
+        s_w = np.where(valid[sample], flat_conf[sample], 0.0)
+        model = _Model(new_ext, new_intr, refine_intrinsics, np.where(s_w[..., None] > 0, flat_uv[sample], 0.0))
+        x = np.zeros(model.size)
+        X = model.points(x, s_w)
+        err = np.where(s_w > 0, np.linalg.norm(model.project(x, X) - model.uv, axis=-1), np.nan)
+        with np.errstate(all="ignore"):
+            med = np.array([np.nanmedian(err[:, c]) if np.isfinite(err[:, c]).any() else 0.0 for c in range(C)])
+        s_w = np.where(err > np.maximum(reject_px, reject_factor * med)[None], 0.0, s_w)
+        keep = (s_w > 0).sum(1) >= 2
+        w = np.where(keep[:, None], s_w, 0.0)
+        mask = w > 0
+        x, nfev = _robust_lm(lambda p: model.residuals(p, w, mask, np.sqrt(w[mask])), x, f_scales[-1], 10, 1e-9)
+        iterations += nfev
+        new_ext, new_intr = model.extrinsics_intrinsics(x)
+        points_used = int(keep.sum())
     new_ext = _restore_scale(new_ext, extrinsics, scale)
     new_ext[0] = extrinsics[0]
     after = _stats(_errors(ev_uv, new_ext, new_intr, ev_conf)[:, :, 0])
-    info = {"before": before, "after": after, "iterations": iterations, "points_used": int(keep.sum()),
+    info = {"before": before, "after": after, "iterations": iterations, "points_used": points_used,
             "observations_used": int((s_w > 0).sum()), "rejected": rejected, "eval_points": int(len(ev)),
             "refine_intrinsics": bool(refine_intrinsics), "scale": scale,
             "seconds": round(time.perf_counter() - t_start, 3)}
