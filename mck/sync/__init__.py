@@ -196,7 +196,7 @@ def describe(finding: dict, camera: str) -> str:
     if finding["kind"] == "frame count":
         d = finding.get("extra_frames", 0)
         return (f"{camera} has {abs(d)} {'more' if d > 0 else 'fewer'} frame{'s' if abs(d) != 1 else ''} than the "
-                f"other cameras: list its frames in aligned_frame_numbers.csv or re-run with sync=auto")
+                f"other cameras: list its frames in aligned_frame_numbers.csv or re-run with project.sync=auto")
     where = f"from frame {start:,}" if start else "from the start"
     if k == 0:
         return (f"{camera} is back in sync {where}: check aligned_frame_numbers.csv there")
@@ -204,7 +204,7 @@ def describe(finding: dict, camera: str) -> str:
     cause = ("(frames lost there)" if k < 0 else "(extra frames there)") if start else \
         ("(it started late or lost its first frames)" if k < 0 else "(it started early)")
     return (f"{camera} is {lead} {where} {cause}: add the drop to aligned_frame_numbers.csv "
-            f"or re-run with sync=auto")
+            f"or re-run with project.sync=auto")
 
 
 SYNC_MODES = ("off", "auto")
