@@ -94,6 +94,16 @@ def test_sync_check_and_triangulation_with_sync_auto(tmp_path):
     with h5py.File(root / S1 / f"{S1}.triangulation.h5") as f:
         err = f["reprojection_error"][()]
     assert np.nanmedian(err[300:, 2]) < 4.0                               # side2 after the drop fits again
+    # the session's QC shows the sync plot and findings
+    from mck.steps import qc
+
+    videos = {c: str(root / S2 / f"{S2}.{c}.mp4") for c in CAMERAS}
+    qc_out = root / S2 / f"{S2}.qc.json"
+    qc.run(S2, videos, _kp(root, S2), calib, str(qc_out), sync_path=str(root / S2 / f"{S2}.sync.json"),
+           make_overlay=False, progress=False)
+    shown = json.loads(qc_out.read_text())
+    assert shown["plots"]["sync"]["png"] == f"{S2}.sync.png" and (root / S2 / f"{S2}.sync.png").is_file()
+    assert any("side4 is 1 frame ahead from the start" in m for m in shown["sync"]["findings"])
 
 
 def test_clean_session_no_false_alarm(tmp_path):
