@@ -2,7 +2,7 @@
 
 Baseline (measured in the same run): the lab's per-frame loop — for every frame, undistort each camera with
 ``cv2.undistortPoints``, ``cv2.triangulatePoints`` for each of the 15 camera pairs, component-wise ``nanmedian``
-(§B.1/§B.2). It is timed on a subset of frames and extrapolated per frame (it takes minutes on a full session).
+(docs/algorithms.md §B.1/§B.2). It is timed on a subset of frames and extrapolated per frame (minutes on a full session).
 
 Accuracy: robust vs median_dlt on the same data, with realistic detector noise (σ = 1.5 px) and gross errors in
 10 % of the views (σ = 60 px), plus 5 % missing views.

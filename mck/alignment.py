@@ -1,4 +1,4 @@
-"""Dropped-frame alignment (§B.2): ``aligned_frame_numbers.csv`` has one row per trigger and a column per camera
+"""Dropped-frame alignment (docs/algorithms.md §B.2): ``aligned_frame_numbers.csv``: one row per trigger, a column per camera
 (plus ``trigger_number``); a camera's cell is empty/NaN where it dropped that trigger. Its detections, in order, go
 into the rows where its cell is filled; the other rows are NaN.
 """

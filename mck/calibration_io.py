@@ -1,4 +1,4 @@
-"""``camera_params.h5`` — the lab's "gimbal" calibration format (§A.6), read and written.
+"""``camera_params.h5`` — the lab's "gimbal" calibration format (docs/algorithms.md §A.6), read and written.
 
 Group ``camera_parameters``: ``camera_names`` (C,) UTF-8, ``dist_coefs`` (C, 5), ``intrinsic`` (C, 3, 3),
 ``rotation`` (C, 3, 3) world→camera, ``translation`` (C, 3) mm. World frame = the root (top) camera.
@@ -18,7 +18,7 @@ from mck.io import save_h5
 
 def save_camera_params(path: str | Path, names: Sequence[str], extrinsics: np.ndarray,
                        intrinsics: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Write cameras (extrinsics (C, 6) rvec + t; intrinsics [(K, dist)]) atomically in the §A.6 layout."""
+    """Write cameras (extrinsics (C, 6) rvec + t; intrinsics [(K, dist)]) in the docs/algorithms.md §A.6 layout, atomically."""
     extrinsics = np.asarray(extrinsics, dtype=float)
     save_h5(path, {
         "camera_parameters/camera_names": list(names),

@@ -99,12 +99,19 @@ def level_of(step: DictConfig) -> str:
     return level
 
 
+_OUTPUT_DIRS: dict[tuple[int, str], tuple[DictConfig, str]] = {}
+
+
 def project_output_dir(node: StepNode, project: DictConfig) -> str:
     """Where a project-level step writes (its ``output_info.output_dir``, default ``project.output_root``)."""
     if node.output_dir is None:
         return str(project.output_root)
-    resolved = OmegaConf.create({"project": project, "d": node.output_dir})
-    return str(resolved.d)
+    key = (id(project), str(node.output_dir))
+    cached = _OUTPUT_DIRS.get(key)
+    if cached is None or cached[0] is not project:   # status asks once per item: resolve once per project
+        resolved = OmegaConf.create({"project": project, "d": node.output_dir})
+        cached = _OUTPUT_DIRS[key] = (project, str(resolved.d))
+    return cached[1]
 
 
 def ensure_item(cfg: DictConfig, settings: Settings) -> tuple[str, str | None, str]:

@@ -1,4 +1,4 @@
-"""Chessboard detection (anchor-ordered, §A.2) and multi-camera calibration with bundle adjustment (§A.3–A.4).
+"""Chessboard detection (anchor-ordered, docs/algorithms.md §A.2) and multi-camera calibration, bundle adjustment (§A.3–A.4).
 Pure numpy/scipy/OpenCV: arrays in, arrays out."""
 
 from mck.calibration.calibrate import BundleResult, bundle_adjust, calibrate

@@ -1,4 +1,4 @@
-"""Chessboard detection with the lab's anchor-dot ordering (§A.2), fast and verified.
+"""Chessboard detection with the lab's anchor-dot ordering (docs/algorithms.md §A.2), fast and verified.
 
 Per frame (``detect_chessboard_scored``):
 
@@ -11,13 +11,13 @@ Per frame (``detect_chessboard_scored``):
    normalisation, fast check). ``thorough=True`` adds the full classic search and the sector-based
    ``findChessboardCornersSB`` (slower; rarely needed).
 3. **Refine** the corners with ``cornerSubPix`` on the full-resolution image (half-window ≈ 0.45 square: the
-   largest that stays clear of the neighbouring corners; 0.10 px mean error on the default synthetic videos).
+   largest that stays clear of the neighbouring corners; figures: docs/algorithms.md, Measured figures).
 4. **Verify** the grid, so that a wrong detection never reaches the bundle adjustment: the 35 corners must fit a
    plane homography (max residual < ``max_grid_residual`` squares + 0.8 px — a corner that wandered fails); the
    squares the homography predicts must alternate dark/light with the expected parity, and the ring of cells just
    outside the checker area must be light (the printed margin) — a grid shifted by a row, or a wrong grid on a
    textured background, fails.
-5. **Order** the corners with the anchor dot template (§A.2): point 0 is the corner nearest the dot. An ambiguous
+5. **Order** the corners by the anchor dot (docs/algorithms.md §A.2): point 0 is the corner nearest the dot. An ambiguous
    dot (best − second score < ``match_score_min_diff``, or best < ``min_anchor_score``) rejects the frame.
 """
 
@@ -166,8 +166,8 @@ def _grid_homography(corners: np.ndarray, board_shape):
 
 def verify_grid(gray: np.ndarray, corners: np.ndarray, board_shape, max_grid_residual: float = 0.1) -> bool:
     """True when ``corners`` (N, 2) (OpenCV row-major order, any of the 4 orientations) are a chessboard's internal
-    corners: they fit a plane homography to within ``max_grid_residual`` squares + 0.8 px (measured on the
-    synthetic videos: ≤ 0.6 px at 640×512, ≤ 1.2 px at 320×256), the predicted squares alternate dark/light, and
+    corners: they fit a plane homography to within ``max_grid_residual`` squares + 0.8 px (figures:
+    docs/algorithms.md, Measured figures), the predicted squares alternate dark/light, and
     the cells just outside the checker area are light."""
     if not np.isfinite(corners).all():
         return False
@@ -210,7 +210,7 @@ def verify_grid(gray: np.ndarray, corners: np.ndarray, board_shape, max_grid_res
 
 
 def reorder_chessboard_corners(gray: np.ndarray, corners: np.ndarray, board_shape) -> tuple[np.ndarray, np.ndarray]:
-    """§A.2: canonical order from the anchor dot. Returns (corners reordered, scores sorted descending (4,))."""
+    """docs/algorithms.md §A.2: canonical order from the anchor dot → (corners reordered, scores sorted descending (4,))."""
     cols, rows = board_shape
     G = corners.reshape(rows, cols, 2)
     r, c = np.mgrid[0:rows, 0:cols]

@@ -1,6 +1,6 @@
 """Triangulation from C views, vectorized over frames and keypoints.
 
-* ``median_dlt`` — the lab's ``mcc.triangulate`` (§B.1): undistort, two-view DLT (SVD of the 4×4 system) for every
+* ``median_dlt`` — the lab's ``mcc.triangulate`` (docs/algorithms.md §B.1): undistort; two-view DLT (SVD of the 4×4 system) for each
   camera pair, component-wise ``nanmedian`` over the pairs.
 * ``robust`` (default) — confidence-weighted least squares with iteratively reweighted, annealed Cauchy weights on
   the reprojection residuals (graduated non-convexity), then reprojection-based view rejection and a final
@@ -89,7 +89,7 @@ def _solve(uv, extrinsics, intrinsics, conf, method, chunk: int = 100_000, **opt
 
 
 def _median_dlt(und: np.ndarray, weights: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """§B.1: DLT per camera pair (4×4 SVD, as cv2.triangulatePoints), component-wise nanmedian over pairs."""
+    """docs/algorithms.md §B.1: DLT per camera pair (4×4 SVD, as cv2.triangulatePoints), component-wise nanmedian."""
     n, cams, _ = und.shape
     valid = weights > 0
     pairs = list(itertools.combinations(range(cams), 2))

@@ -1,14 +1,14 @@
-"""GIMBAL's model: parameter arrays and log-densities (algorithms.md §C.3–C.4).
+"""GIMBAL's model: parameter arrays and log-densities (docs/algorithms.md §C.3–C.4).
 
 Shapes: N frames, C cameras, K keypoints (node order, root first), S pose states.
 ``positions`` x (N, K, 3) mm, world frame · ``directions`` u (N, K, 3) unit vectors, u[:, 0] = 0 ·
 ``headings`` h (N,) rad about world z · ``states`` s (N,) int · ``outliers`` z (N, C, K) bool ·
 ``observations`` y (N, C, K, 2) undistorted px, with ``observed`` (N, C, K) bool (missing views are masked out of
-the likelihood — the lab's NaN defect, §C.9, fixed).
+the likelihood — the lab's NaN defect, docs/algorithms.md §C.9, fixed).
 
 Deliberate differences from the lab's code (each only matters where the lab's is wrong):
 * the log joint uses log π_{s₀} and log A[s_t, s_{t+1}] (row = from), where the lab's trace adds Σ log π and
-  indexes A[s_{t+1}, s_t] (§C.4 quirk; the ``ll.npy`` trace differs by those terms, no sampling step does);
+  indexes A[s_{t+1}, s_t] (docs/algorithms.md §C.4 quirk; the ``ll.npy`` trace differs by those terms, no sampling step);
 * the skeletal factor is evaluated as Σ_k N(x_k; x_par(k) + r_k u_k, σ²_k I), which equals the lab's precision form
   −½xᵀJx + ηᵀx without its explicit, badly conditioned inverse; the ε = 1e-6 ridge is dropped.
 """
@@ -24,7 +24,7 @@ from mck.gimbal.distributions import vmf_log_normalizer
 
 LOG_2PI = float(np.log(2 * np.pi))
 
-#: The pipeline's values (§C.3, §C.7).
+#: The pipeline's values (docs/algorithms.md §C.3, §C.7).
 ROOT_RADIAL_VARIANCE = 1e8
 INITIAL_VARIANCE = 1e8
 MIN_RADIAL_VARIANCE = 1e-2  # mm²: floor for bones whose fitted length never varies (HMC would be unstable)
@@ -59,7 +59,7 @@ class Model(NamedTuple):
 
 def make_model(params: dict, camera_matrices, *, pos_dt_variance=1.0, obs_outlier_variance=1e6,
                state_transition_count=1.0, obs_inlier_variance=None, dtype="float64") -> Model:
-    """Model arrays from a parameter dict in the lab's ``gimbal_params.p`` layout (§C.8 item 6) and the cameras.
+    """Model arrays from a parameter dict in the lab's ``gimbal_params.p`` layout (docs/algorithms.md §C.8) and the cameras.
 
     Scalars or arrays broadcast: ``pos_dt_variance`` to (K,), ``obs_outlier_variance`` / ``obs_inlier_variance``
     (default: the dict's) to (C, K) — an (N, C, K) ``obs_inlier_variance`` is kept per detection —,
@@ -169,7 +169,7 @@ def state_log_likelihoods(model: Model, directions, headings):
 
 def log_joint(model: Model, positions, directions, headings, states, transition_matrix, outliers,
               observations, observed, outlier_probability):
-    """The full log joint (§C.4, with the trace quirks fixed — see the module docstring), a scalar."""
+    """The full log joint (docs/algorithms.md §C.4, with the trace quirks fixed — see the module docstring), a scalar."""
     log_rho = jnp.log(outlier_probability)
     log_not_rho = jnp.log1p(-outlier_probability)
     bernoulli = jnp.where(observed, jnp.where(outliers, log_rho, log_not_rho), 0.0)
@@ -182,7 +182,7 @@ def log_joint(model: Model, positions, directions, headings, states, transition_
 
 
 def positions_value_and_grad(model: Model, positions, directions, observations, observed, outliers):
-    """:func:`positions_log_prob` and its gradient (N, K, 3), written out by hand (§C.6 step 1's formulas) so that
+    """:func:`positions_log_prob` and its gradient (N, K, 3), by hand (docs/algorithms.md §C.6 step 1's formulas) so that
     each term is one fused elementwise pass — several times faster than reverse-mode autodiff on CPUs.
     ``tests/gimbal`` checks it against ``jax.grad``."""
     obs, skel, steps, initial, grad = _positions_terms(model, positions, directions, observations, observed, outliers)

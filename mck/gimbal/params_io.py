@@ -1,4 +1,4 @@
-"""The lab's ``gimbal_params.p`` (a joblib-pickled dict, algorithms.md §C.8 item 6), read and written unchanged.
+"""The lab's ``gimbal_params.p`` (a joblib-pickled dict, docs/algorithms.md §C.8 item 6), read and written unchanged.
 
 Keys: ``obs_inlier_variance`` (C, K) px², ``indices_egocentric`` [base, tip], ``parents`` (K,), ``radii`` (K,) mm,
 ``radii_std`` (K,) mm, ``kappas`` (S, K), ``mus`` (S, K, 3), ``pis`` (S,). mck adds ``node_names`` (K,) and

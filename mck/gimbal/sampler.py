@@ -1,10 +1,10 @@
-"""GIMBAL's Gibbs sweep (algorithms.md §C.6): one ``resample_*`` function per conditional, in the lab's order,
+"""GIMBAL's Gibbs sweep (docs/algorithms.md §C.6): one ``resample_*`` function per conditional, in the lab's order,
 plus :func:`initialize`, :func:`run_iterations` (a jitted chunk of sweeps, resumable) and :func:`smooth`.
 
 Randomness: iteration ``i`` uses ``split(fold_in(PRNGKey(seed), i), 6)`` — one key per sub-step — so a run that is
 stopped after any iteration and resumed from its state gives exactly the samples of an uninterrupted run.
 
-Deliberate differences from the lab's code (algorithms.md §E): missing views are masked out of the likelihood
+Deliberate differences from the lab's code (docs/algorithms.md §E): missing views are masked out of the likelihood
 (quirk 8); the heading conditional weights each keypoint by κ (the exact conditional; quirk 5 — pass
 ``exact_heading=False`` for the lab's unweighted version); the initial heading points from the heading base to the
 tip keypoint as in the fitted canonical frame (quirk 6). Beyond the quirks: positions are updated by HMC with one
@@ -247,7 +247,7 @@ def run_iterations(model: Model, data: Data, state: SamplerState, start: int, st
 
 
 def initialize(key, model: Model, data: Data, init_positions) -> SamplerState:
-    """The lab's initialisation (§C.5): given positions (N, K, 3); z ~ Bernoulli(ρ) (missing → 1); directions from
+    """The lab's initialisation (docs/algorithms.md §C.5): positions (N, K, 3) given; z ~ Bernoulli(ρ) (missing → 1); directions from
     the positions; heading from the (base → tip) heading keypoints in the x–y plane; states uniform; A = 1/S."""
     k_outliers, k_states = jr.split(key)
     x = jnp.asarray(init_positions, dtype=model.radii.dtype)
@@ -315,7 +315,7 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
                   state_transition_count=1.0, exact_heading: bool = True, state_block_frames: int = 4096,
                   state_filter: str = "sequential", position_update: str = "frames",
                   dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
-    """Model, data, initial state and static options for a chain (the pipeline's values as defaults, §C.3/C.7).
+    """Model, data, initial state and static options for a chain (pipeline values as defaults, docs/algorithms.md §C.3/C.7).
 
     ``init_positions`` (N, K, 3) mm default: DLT triangulation of ``uv``; gaps are interpolated either way.
     ρ = clip(sigmoid(``conf_gain`` · (``conf_center`` − conf))). With ``obs_inlier_conf_exponent`` α > 0 each

@@ -146,7 +146,8 @@ def write_kpms_nwb(path: str, session: str, names: list[str], points: np.ndarray
 
 
 def run(session_name: str, keypoints_paths: dict, triangulation_path: str, calibration_path: str | None,
-        output_path: str, output_paths: list | None = None, gimbal_path: str | None = None, videos: dict | None = None, alignment_path: str | None = None, fps: float | None = None,
+        output_path: str, output_paths: list | None = None, gimbal_path: str | None = None,
+        videos: dict | None = None, alignment_path: str | None = None, fps: float | None = None,
         kpms: bool = True, item: str = "", log: logging.Logger | None = None) -> dict:
     """Write ``{session}.nwb`` and ``{session}.kpms.nwb`` from the session's keypoints and 3D files."""
     item = item or session_name

@@ -1,6 +1,6 @@
 """Step ``gimbal`` (session level): six ``keypoints.h5`` + the robust triangulation + the calibration + fitted
 parameters → ``{session}.gimbal.npy`` (T, 14, 3) float32 mm, GIMBAL node order, world frame (the lab's format) and
-``{session}.ll.npy`` (n_iters,) float64 log-joint trace (algorithms.md §C.7).
+``{session}.ll.npy`` (n_iters,) float64 log-joint trace (docs/algorithms.md §C.7).
 
 Detections are undistorted with the session's calibration and spread onto trigger rows by the alignment file
 (dropped frames are missing views, masked out of the likelihood). The chain state is checkpointed every

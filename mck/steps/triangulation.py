@@ -1,7 +1,7 @@
 """Step ``triangulation`` (session level): six ``{video}.keypoints.h5`` → ``{session}.robust_triangulation.npy``
 (lab format, (T, 15, 3) float64 mm, NaN where < 2 confident views) + ``{session}.triangulation.h5`` beside it.
 
-Like the lab's ``v0/triangulation.py`` (§B.2): views with ``conf < conf_threshold`` are dropped, the alignment
+Like the lab's ``v0/triangulation.py`` (docs/algorithms.md §B.2): views with ``conf < conf_threshold`` dropped, the alignment
 file (if any) spreads each camera's frames onto trigger rows (dropped frames → NaN). Unlike it, the default method
 is ``robust`` (confidence-weighted, outlier-rejecting; ``method="median_dlt"`` reproduces the lab's numbers).
 

@@ -23,14 +23,12 @@ SESSION = "20240422_J04301"
 CALIBRATION = "20240422_calibration"
 CAMERAS = ("top", "side1", "side2", "side3", "side4", "bottom")
 
-#: Measured on the tiny project (2 CPU cores, 2026-12-03): triangulation median 8.17 mm (mean 12.8, 100 %
-#: triangulated), GIMBAL median 6.59 mm; HRNet median 4.24 px on 320×256 frames; calibration centres ≤ 4.2 mm.
+#: Generous bounds for the tiny project; what it measured: docs/algorithms.md, Measured figures.
 MAX_TRIANGULATION_MEDIAN_MM = 25.0
 MAX_GIMBAL_MEDIAN_MM = 30.0
 MIN_FRACTION_TRIANGULATED = 0.8
 #: GIMBAL's median, mean and p95 on the points triangulation also estimates, relative to triangulation's: GIMBAL must
-#: beat it (measured median 6.59 vs 7.68 mm, mean 7.96 vs 9.61, p95 17.98 vs 20.56; median 7.51 with the bone
-#: lengths measured on the triangulations, the lab's rule).
+#: beat it (figures: docs/algorithms.md, Measured figures).
 GIMBAL_VS_TRIANGULATION = 1.0
 
 
@@ -119,8 +117,11 @@ def test_demo_runs_the_whole_pipeline_scores_it_and_skips_on_rerun(tmp_path: Pat
     assert second_s < max(120.0, first_s / 3), (first_s, second_s)
 
     # a variant chain beside the default one: hrnet without sub-pixel refinement, and everything downstream of it
+    short_gimbal = ["++steps.gimbal.func_kwargs.n_iters=300", "++steps.gimbal.func_kwargs.burn_in=200",
+                    "++steps.qc.func_kwargs.overlay_seconds=0.5"]   # the chain's files, not its accuracy, are checked
     chain = subprocess.run([sys.executable, "-m", "mck", "pipeline", "experiment=tiny", "variant=hrnet_nosubpixel",
-                            "until=qc"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                            "until=qc", *short_gimbal], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
     assert chain.returncode == 0, f"variant chain failed:\n{chain.stdout[-4000:]}\n{chain.stderr[-4000:]}"
     s = root / SESSION
     for name in (f"{SESSION}.top.keypoints.nosubpixel.h5", f"{SESSION}.robust_triangulation.nosubpixel.npy",
