@@ -107,17 +107,11 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     except ValueError as exc:
         raise InputError(str(exc), item=item, path=params_path, fix="re-run fit_gimbal") from exc
     from mck.calibration_io import choose_calibration
-    from mck.sync import SYNC_MODES, load_sync, sync_note
+    from mck.sync import sync_for, sync_note
 
     calibration_path, calibration_used = choose_calibration(calibration_path, refined_calibration_path,
                                                             calibration_source, item)
-    if sync not in SYNC_MODES:
-        raise InputError(f"sync={sync!r} is not one of {', '.join(SYNC_MODES)}", item=item,
-                         fix="set project.sync=off or auto")
-    sync_result = load_sync(sync_path) if sync == "auto" else None
-    if sync == "auto" and sync_result is None:
-        raise InputError("sync=auto but this session has no sync check yet", item=item, path=sync_path,
-                         fix="run step=sync_check for it first, or set project.sync=off")
+    sync_result = sync_for(sync, sync_path, item)
     uv, conf, P, cameras = load_observations(keypoints_paths, calibration_path, alignment_path, item=item,
                                              sync=sync_result)
     if log:

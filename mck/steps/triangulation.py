@@ -22,21 +22,7 @@ from mck.errors import InputError
 from mck.geometry import triangulate_detailed
 from mck.io import save_h5, save_npy
 from mck.keypoints_io import load_keypoints
-from mck.sync import SYNC_MODES, align_rows, load_sync, sync_note
-
-
-def _sync(mode: str, path: str | None, item: str | None) -> dict | None:
-    """The detected alignment to use (``sync=auto`` and a sync.json), else None."""
-    if mode not in SYNC_MODES:
-        raise InputError(f"sync={mode!r} is not one of {', '.join(SYNC_MODES)}", item=item,
-                         fix="set project.sync=off or auto")
-    if mode != "auto":
-        return None
-    result = load_sync(path)
-    if result is None:
-        raise InputError("sync=auto but this session has no sync check yet", item=item, path=path,
-                         fix="run step=sync_check for it first, or set project.sync=off")
-    return result
+from mck.sync import align_rows, sync_for, sync_note
 
 
 def details_path(output_path: str) -> str:
@@ -58,7 +44,7 @@ def run(keypoints_paths: dict, calibration_path: str, alignment_path: str | None
     cameras = list(keypoints_paths)
     calibration_path, calibration_used = choose_calibration(calibration_path, refined_calibration_path,
                                                             calibration_source, item)
-    sync_result = _sync(sync, sync_path, item)
+    sync_result = sync_for(sync, sync_path, item)
     _, extrinsics, intrinsics = load_camera_params(calibration_path, cameras)
     uvs, confs = [], []
     for cam in cameras:

@@ -210,6 +210,23 @@ def describe(finding: dict, camera: str) -> str:
 SYNC_MODES = ("off", "auto")
 
 
+def sync_for(mode: str, path: str | None, item: str | None = None) -> dict | None:
+    """The detected alignment a step should use: ``mode`` ``off`` → None; ``auto`` → the session's sync.json
+    (InputError naming the fix when it does not exist yet)."""
+    from mck.errors import InputError
+
+    if mode not in SYNC_MODES:
+        raise InputError(f"sync={mode!r} is not one of {', '.join(SYNC_MODES)}", item=item,
+                         fix="set project.sync=off or auto")
+    if mode != "auto":
+        return None
+    result = load_sync(path)
+    if result is None:
+        raise InputError("sync=auto but this session has no sync check yet", item=item, path=path,
+                         fix="run step=sync_check for it first, or set project.sync=off")
+    return result
+
+
 def load_sync(path: str | None) -> dict | None:
     """A ``{session}.sync.json`` (None when absent)."""
     import json
