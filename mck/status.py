@@ -240,6 +240,7 @@ def format_text(statuses: list[StepStatus], show_items: int = 20) -> str:
         for kind, entries, shown in (("failed ", st.failed, show_items), ("running", st.running, show_items),
                                      ("blocked", st.blocked, 2), ("check  ", st.findings, show_items)):
             for item, text in entries[:shown]:
+                text = text[len(item) + 2:] if text.startswith(f"{item}: ") else text
                 lines.append(f"{kind} {st.step} {item}: {text}")
             if len(entries) > shown:
                 lines.append(f"{kind} {st.step}: … and {len(entries) - shown} more (--json lists all)")
@@ -278,6 +279,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timing", action="store_true", help="measured seconds/frame vs configured, per step")
     parser.add_argument("overrides", nargs="*", help="experiment=… project=… project.KEY=… variants.STEP=TAG step=STEP")
     args = parser.parse_args(argv)
+    from mck.__main__ import check_step_override
+
+    check_step_override(args.overrides)
     steps = [o.split("=", 1)[1] for o in args.overrides if o.startswith("step=")]
     overrides = [o for o in args.overrides if not o.startswith("step=")]
     root = compose_root(overrides)
@@ -291,4 +295,17 @@ def main(argv: list[str]) -> int:
         print()
     else:
         print(format_text(statuses))
+    _explain_items(Settings.from_project(root.project))
     return 0
+
+
+def _explain_items(settings: Settings) -> None:
+    """On stderr: the folders discovery refused, and a hint when the data root holds no items at all."""
+    from mck.__main__ import warn_refused
+    from mck.inventory import empty_hint
+
+    inv = scan(settings)
+    warn_refused(inv)
+    if not (inv.videos or inv.sessions or inv.calibrations):
+        print(f"mck: warning: {settings.data_root}: no videos, sessions or calibrations ({empty_hint(settings)})",
+              file=sys.stderr)

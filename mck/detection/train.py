@@ -163,8 +163,17 @@ def _fit(kind: str, model: nn.Module, items: list[LabelledImage], *, epochs: int
     result = TrainResult(state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     start_epoch = 0
     ckpt = Path(checkpoint) if checkpoint else None
+    state = None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        try:   # our own checkpoint (optimizer and RNG states need full unpickling); a damaged one: start over
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            state["model"], state["optimizer"], state["rng"], state["result"], state["epoch"]  # noqa: B018
+        except Exception as exc:  # noqa: BLE001
+            if log:
+                log.warning("%s: ignoring unreadable checkpoint %s (%s); training from the start", kind, ckpt.name,
+                            type(exc).__name__)
+            state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         rng.set_state(state["rng"]["np"])

@@ -1,6 +1,9 @@
 """Step ``gimbal`` (session level): six ``keypoints.h5`` + the robust triangulation + the calibration + fitted
 parameters → ``{session}.gimbal.npy`` (T, 14, 3) float32 mm, GIMBAL node order, world frame (the lab's format) and
-``{session}.ll.npy`` (n_iters,) float64 log-joint trace (docs/algorithms.md §C.7).
+``{session}.ll.npy`` (n_iters,) float64 log-joint trace (docs/algorithms.md §C.7), and ``{session}.gimbal_obs.npy``
+(T, 14) uint8: per frame and keypoint (node order), how many cameras saw it with confidence ≥ ``min_conf``. Where it
+is 0 the position is the prior's extrapolation, not a measurement; QC and export read it. A session where fewer than
+``min_observed_fraction`` of the frames have any observation is refused.
 
 Detections are undistorted with the session's calibration and spread onto trigger rows by the alignment file
 (dropped frames are missing views, masked out of the likelihood). The chain state is checkpointed every
@@ -37,6 +40,34 @@ PER_CAMERA_KEYS = ("obs_inlier_variance", "obs_model_inlier_variance")
 LOW_ACCEPTANCE = 0.05
 
 
+def observation_counts(uv: np.ndarray, conf: np.ndarray, min_conf: float) -> np.ndarray:
+    """``(T, C, K, 2)`` uv and ``(T, C, K)`` conf → ``(T, K)`` uint8: cameras with a finite uv and conf ≥ min_conf."""
+    seen = np.isfinite(uv).all(axis=-1) & np.isfinite(conf) & (np.nan_to_num(conf, nan=-1.0) >= min_conf)
+    return seen.sum(axis=1).astype(np.uint8)
+
+
+def check_observations(counts: np.ndarray, min_observed_fraction: float, item: str = "") -> int:
+    """Refuse a session whose frames mostly have no 2D observation; returns the number of unobserved frames."""
+    observed = (counts > 0).any(axis=1)
+    n, total = int(observed.sum()), len(counts)
+    if total == 0 or n == 0:
+        raise InputError("no 2D observations in any frame (every keypoint is missing or below min_conf)", item=item,
+                         fix="re-run step=hrnet for this session, or check its keypoints.h5")
+    if n < min_observed_fraction * total:
+        raise InputError(f"only {n} of {total} frames have a 2D observation (less than "
+                         f"min_observed_fraction={min_observed_fraction}); GIMBAL would invent the rest from its prior",
+                         item=item, fix="re-run step=hrnet for this session, or lower "
+                                        "step.func_kwargs.min_observed_fraction")
+    return total - n
+
+
+def obs_path(output_path: str) -> str:
+    """``{session}.gimbal.npy`` → ``{session}.gimbal_obs.npy``."""
+    base = str(output_path)
+    return (base[: -len(".gimbal.npy")] if base.endswith(".gimbal.npy") else os.path.splitext(base)[0]) + \
+        ".gimbal_obs.npy"
+
+
 def trace_path(output_path: str) -> str:
     """``{session}.gimbal.npy`` → ``{session}.ll.npy``."""
     base = str(output_path)
@@ -71,7 +102,8 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
         seed: int = 0, checkpoint_every: int = 250, state_block_frames: int = 4096, exact_heading: bool = True,
         step_size: float = 0.2, num_leapfrog_steps: int = 5, pos_dt_variance: float = 1.0,
         observation_model: str = "fitted", obs_outlier_variance: float | None = None, position_update: str = "frames",
-        dtype: str = "float64", item: str = "", log: logging.Logger | None = None) -> dict:
+        dtype: str = "float64", min_conf: float = 0.25, min_observed_fraction: float = 0.5, item: str = "",
+        log: logging.Logger | None = None) -> dict:
     """Smooth one session; returns frames, iterations, s/iteration, acceptance rate, device.
 
     ``observation_model``: ``fitted`` uses the observation model fit_gimbal fitted to the detector
@@ -123,6 +155,11 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     if not os.path.isfile(triangulation_path):
         raise InputError("triangulation not found", item=item, path=triangulation_path,
                          fix="run `python -m mck step=triangulation` for this session first")
+    counts = observation_counts(uv, conf, float(min_conf))
+    unobserved = check_observations(counts, float(min_observed_fraction), item)
+    if unobserved and log:
+        log.warning("%d of %d frames have no 2D observation: their positions are the prior's extrapolation "
+                    "(marked 0 in %s)", unobserved, len(counts), os.path.basename(obs_path(output_path)))
     triangulated = to_node_order(np.load(triangulation_path))
     if triangulated.shape[0] != uv.shape[0]:
         raise InputError(f"triangulation has {triangulated.shape[0]} frames, detections {uv.shape[0]}", item=item,
@@ -164,9 +201,11 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
         log.warning("HMC acceptance %.3f: the positions barely moved from their initialisation; lower "
                     "step.func_kwargs.step_size", result.acceptance_rate)
     save_npy(output_paths[1] if output_paths and len(output_paths) > 1 else trace_path(output_path), result.log_likelihood.astype(np.float64))
+    save_npy(output_paths[2] if output_paths and len(output_paths) > 2 else obs_path(output_path), counts)
     save_npy(output_path, result.positions.astype(np.float32))
     ckpt.unlink(missing_ok=True)
-    return {"frames": int(uv.shape[0]), "iterations": int(n_iters), "resumed_at": start, "samples": result.samples,
+    return {"frames": int(uv.shape[0]), "unobserved_frames": unobserved, "iterations": int(n_iters),
+            "resumed_at": start, "samples": result.samples,
             "acceptance_rate": round(result.acceptance_rate, 3),
             "s_per_iteration": round(seconds / max(int(n_iters) - start, 1), 5),
             "seconds": round(time.perf_counter() - t0, 1), "device": jax.default_backend(),

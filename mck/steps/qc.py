@@ -46,6 +46,7 @@ def calibration_residuals(output_root: str | None, calibration: str | None, came
 # ----------------------------------------------------------------------------------------------- step
 def run(session_name: str, videos: dict, keypoints_paths: dict, calibration_path: str | None,
         output_path: str, triangulation_path: str | None = None, gimbal_path: str | None = None,
+        gimbal_obs_path: str | None = None,
         triangulation_details_path: str | None = None,
         alignment_path: str | None = None, output_root: str | None = None,
         calibration: str | None = None, sync_path: str | None = None, conf_threshold: float = 0.25,
@@ -93,6 +94,14 @@ def run(session_name: str, videos: dict, keypoints_paths: dict, calibration_path
         gim = gimbal_to_hrnet(np.load(gim_path).astype(float))
     else:
         missing["gimbal"] = f"{gim_path or 'gimbal.npy'} not found (run step=gimbal; optional)"
+    if gim is not None and gimbal_obs_path and os.path.isfile(gimbal_obs_path):
+        counts = np.load(gimbal_obs_path)                      # (T, 14) node order: cameras that saw the keypoint
+        unobserved = ~(counts > 0).any(axis=1)
+        result["gimbal_unobserved_frames"] = int(unobserved.sum())
+        result["gimbal_unobserved_keypoint_fraction"] = round(float((counts == 0).mean()), 4)
+        if unobserved.any() and log:
+            log.warning("%s: %d frames of gimbal.npy had no 2D observation (the prior's extrapolation)", item,
+                        int(unobserved.sum()))
     cal = None
     if calibration_path and os.path.isfile(calibration_path):
         try:

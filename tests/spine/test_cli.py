@@ -275,6 +275,9 @@ def test_frame_count_mismatch_without_alignment_blocks_session_steps(tiny_projec
     assert proc.returncode == 1
     assert f"{session}: cameras disagree on frame count (top 12, side1 12, side2 12, side3 9" in proc.stderr
     assert "1 done" in proc.stdout  # the other session is unaffected
-    (tiny_project / session / "aligned_frame_numbers.csv").write_text("trigger_number,top\n")
+    cams = ("top", "side1", "side2", "side3", "side4", "bottom")
+    rows = [",".join([str(t)] + [("" if cam == "side3" and t >= 9 else str(t)) for cam in cams]) for t in range(12)]
+    (tiny_project / session / "aligned_frame_numbers.csv").write_text(
+        "\n".join(["trigger_number," + ",".join(cams), *rows]) + "\n")
     proc = run_mck(args, tiny_project, tmp_path, env=ENV, check=True)
     assert calls(tiny_project, session) == [session]
