@@ -59,15 +59,18 @@ def run(keypoints_paths: dict, calibration_path: str, output_path: str, output_p
         uvs.append(uv)
         confs.append(conf)
         used.append(session)
-    if not uvs:
-        raise InputError("no session using this calibration has keypoints", item=item,
-                         fix="run step=hrnet for its sessions first")
+    if not uvs:    # no session uses this calibration (yet): the board's cameras stand, and the summary says why
+        cameras = list(names)
+        uv = np.full((0, len(cameras), 15, 2), np.nan)
+        conf = np.zeros((0, len(cameras), 15))
     _, extrinsics, intrinsics = load_camera_params(calibration_path, cameras)
-    uv = np.concatenate(uvs)[:max_frames]
-    conf = np.nan_to_num(np.concatenate(confs)[:max_frames])
+    uv = np.concatenate(uvs)[:max_frames] if uvs else uv
+    conf = np.nan_to_num(np.concatenate(confs)[:max_frames]) if uvs else conf
     log.info("%s: refining %d cameras on %d frames of %d session(s)", item, len(cameras), len(uv), len(used))
     reason = ""
     try:
+        if not uvs:
+            raise ValueError("no session using this calibration has keypoints")
         ext, intr, info = refine_extrinsics(uv, extrinsics, intrinsics, conf, refine_intrinsics=refine_intrinsics,
                                             conf_threshold=conf_threshold, n_points=n_points, seed=seed)
     except ValueError as exc:      # too few points: the board's cameras stand, and the summary says why

@@ -64,6 +64,9 @@ def test_refine_calibration_without_enough_points_keeps_the_board(tmp_path):
                                      item=CALIBRATION)
     assert not metrics["accepted"] and metrics["reason"].startswith("not refined")
     assert np.allclose(load_camera_params(out)[1], load_camera_params(board)[1])
+    # a calibration no session uses: done, board cameras, the reason in the summary (a pipeline does not fail)
+    metrics = refine_calibration.run({}, str(board), str(out), outs, item=CALIBRATION)
+    assert not metrics["accepted"] and "no session" in metrics["reason"]
 
 
 def test_sync_check_and_triangulation_with_sync_auto(tmp_path):
