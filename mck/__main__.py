@@ -2,7 +2,7 @@
 
     python -m mck [OVERRIDES…] [-m]        run a step (Hydra app; -m sweeps, e.g. -m video='glob(*)')
     python -m mck pipeline [OVERRIDES…] [-m session=…]   every pending job of every step, in graph order
-    python -m mck status [--json] [--timing] [OVERRIDES…]
+    python -m mck status [--json] [--timing [--session-frames N]] [OVERRIDES…]
     python -m mck rerun RUN_DIR [OVERRIDES…]
     python -m mck cancel step=STEP [video=…|session=…]
     python -m mck synth OUT [--tiny …]

@@ -102,7 +102,9 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
         seed: int = 0, checkpoint_every: int = 250, state_block_frames: int = 4096, exact_heading: bool = True,
         step_size: float = 0.2, num_leapfrog_steps: int = 5, pos_dt_variance: float = 1.0,
         observation_model: str = "fitted", obs_outlier_variance: float | None = None, position_update: str = "frames",
-        dtype: str = "float64", min_conf: float = 0.25, min_observed_fraction: float = 0.5, item: str = "",
+        dtype: str = "auto", stop_when_converged: bool = False, rhat_threshold: float = 1.05, min_ess: float = 50.0,
+        watch_frames: int = 16, state_batch_blocks: int = 8, min_conf: float = 0.25,
+        min_observed_fraction: float = 0.5, item: str = "",
         log: logging.Logger | None = None) -> dict:
     """Smooth one session; returns frames, iterations, s/iteration, acceptance rate, device.
 
@@ -110,7 +112,10 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     (:mod:`mck.gimbal.observation_fit`: per-detection inlier variance from the confidence, the outlier probability
     and spread) where the parameter file has one, the lab's otherwise; ``lab`` always uses the lab's (one inlier
     variance per camera and keypoint, ρ = sigmoid(20 (0.5 − conf)), outlier variance 1e6 px²).
-    ``obs_outlier_variance`` (px²) overrides either model's outlier variance.
+    ``obs_outlier_variance`` (px²) overrides either model's outlier variance. ``dtype``: float32, float64 or
+    ``auto`` (float32 on a GPU, float64 on a CPU; see :func:`resolve_dtype`). Convergence (split R̂ / ESS of
+    ``watch_frames`` frames' positions) is logged after every checkpoint and returned; ``stop_when_converged``
+    ends the burn-in where R̂ ≤ ``rhat_threshold`` and ESS ≥ ``min_ess`` (:func:`mck.gimbal.run_chain`).
     """
     import jax
 
@@ -169,13 +174,17 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     except ValueError as exc:
         raise InputError(str(exc), item=item, path=triangulation_path,
                          fix="check the detections of this session (a keypoint is never confidently seen)") from exc
+    dtype = resolve_dtype(dtype, jax.default_backend(), item)
     settings = dict(n_iters=int(n_iters), burn_in=int(burn_in), thin=int(thin), seed=int(seed),
-                    state_block_frames=int(state_block_frames), exact_heading=bool(exact_heading),
+                    state_block_frames=int(state_block_frames), state_batch_blocks=int(state_batch_blocks),
+                    exact_heading=bool(exact_heading),
                     step_size=float(step_size), num_leapfrog_steps=int(num_leapfrog_steps),
                     pos_dt_variance=float(pos_dt_variance), position_update=str(position_update), dtype=dtype,
                     **observation)
     model, data, state, options = prepare_chain(uv, conf, P, params, init_positions=init, **settings)
-    fingerprint = _fingerprint(settings, uv, conf, init, params)
+    stopping = dict(stop_when_converged=bool(stop_when_converged), rhat_threshold=float(rhat_threshold),
+                    min_ess=float(min_ess), watch_frames=int(watch_frames))
+    fingerprint = _fingerprint({**settings, **(stopping if stop_when_converged else {})}, uv, conf, init, params)
     ckpt = Path(str(output_path) + ".checkpoint.npz")
     start, trace = 0, np.zeros(0)
     resumed = _load_checkpoint(ckpt, fingerprint, state, log)
@@ -193,9 +202,15 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
             if stop_requested():
                 raise Preempted(f"stopped at iteration {iteration}; resumes from {ckpt.name}")
 
+    def report(iteration: int, summary: dict) -> None:
+        if log:
+            log.info("convergence at iteration %d: split R-hat max %.3f (median %.3f), ESS min %.0f (median %.0f) "
+                     "over the last %d iterations", iteration, summary["rhat_max"], summary["rhat_median"],
+                     summary["ess_min"], summary["ess_median"], summary["draws"])
+
     t_run = time.perf_counter()
     result = run_chain(model, data, state, int(n_iters), seed=int(seed), options=options, start=start, trace=trace,
-                       chunk_iters=int(checkpoint_every), callback=checkpoint)
+                       chunk_iters=int(checkpoint_every), callback=checkpoint, report=report, **stopping)
     seconds = time.perf_counter() - t_run
     if log and result.acceptance_rate < LOW_ACCEPTANCE:
         log.warning("HMC acceptance %.3f: the positions barely moved from their initialisation; lower "
@@ -204,12 +219,27 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     save_npy(output_paths[2] if output_paths and len(output_paths) > 2 else obs_path(output_path), counts)
     save_npy(output_path, result.positions.astype(np.float32))
     ckpt.unlink(missing_ok=True)
+    last = result.diagnostics[-1] if result.diagnostics else None
     return {"frames": int(uv.shape[0]), "unobserved_frames": unobserved, "iterations": int(n_iters),
             "resumed_at": start, "samples": result.samples,
             "acceptance_rate": round(result.acceptance_rate, 3),
-            "s_per_iteration": round(seconds / max(int(n_iters) - start, 1), 5),
+            "s_per_iteration": round(seconds / max(result.iterations - start, 1), 5),
+            "iterations_run": result.iterations, "converged_at": result.converged_at,
+            "rhat_max": round(last["rhat_max"], 4) if last else None,
+            "ess_min": round(last["ess_min"], 1) if last else None, "dtype": dtype,
             "seconds": round(time.perf_counter() - t0, 1), "device": jax.default_backend(),
             "calibration": calibration_used, "calibration_path": calibration_path, "sync": sync_note(sync_result)}
+
+
+def resolve_dtype(dtype: str, backend: str, item: str = "") -> str:
+    """``auto`` → float32 on GPUs (float64 runs at 1/32–1/64 of its speed there, and float32 stays within 1 % of
+    float64's 3D error: benchmarks/bench_gimbal_float32.py), float64 elsewhere; float32/float64 as given."""
+    if dtype == "auto":
+        return "float32" if backend in ("gpu", "cuda", "rocm") else "float64"
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"unknown dtype {dtype!r}", item=item,
+                         fix="set step.func_kwargs.dtype to auto, float32 or float64")
+    return dtype
 
 
 def _params_for_cameras(params: dict, cameras: list[str], path: str, item: str) -> dict:
