@@ -40,6 +40,19 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
+def unsafe_output_name(name: str) -> str | None:
+    """Why ``name`` cannot be an output name: outputs may sit in a sub-folder (``report/index.html``), but every
+    part must be a plain name (no ``..``, no absolute path, no leading dot, no control character)."""
+    name = str(name)
+    if name.startswith("/") or "\\" in name:
+        return "it is an absolute path" if name.startswith("/") else "it contains a backslash"
+    for part in name.split("/"):
+        why = unsafe_name(part)
+        if why:
+            return why.replace("it contains a path separator", "it contains an empty part")
+    return None
+
+
 def variant_key(output_name: str) -> str:
     """A directory-safe name for a step variant (its primary output name)."""
     return output_name.replace(os.sep, "__")
