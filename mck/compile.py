@@ -302,10 +302,8 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True, chain_queued: bo
     level = node.level
     for name in node.outputs:
         why = layout.unsafe_output_name(name)
-        if not why and level != "project" and "/" in name:
-            why = "it contains '/' (only project-level outputs may sit in a sub-folder)"
         if why:
-            raise ConfigError(f"output name {name!r} of step {node.name} is not a plain file name: {why}",
+            raise ConfigError(f"output name {name!r} of step {node.name} is not a plain file name ({why})",
                               fix="set step.output_info.output_name, its also list and variant tags to names like "
                                   "keypoints.v2.h5")
     item, session, output_dir = ensure_item(cfg, settings)

@@ -41,15 +41,15 @@ def unsafe_name(name: str) -> str | None:
 
 
 def unsafe_output_name(name: str) -> str | None:
-    """Why ``name`` cannot be an output name: outputs may sit in a sub-folder (``report/index.html``), but every
-    part must be a plain name (no ``..``, no absolute path, no leading dot, no control character)."""
+    """Why ``name`` cannot be a step's output name, or None. Unlike item names, an output may sit in a sub-folder
+    of its item's folder (``report/index.html``): every part must be a plain file name, never absolute or ``..``."""
     name = str(name)
-    if name.startswith("/") or "\\" in name:
-        return "it is an absolute path" if name.startswith("/") else "it contains a backslash"
-    for part in name.split("/"):
+    if name.startswith(("/", "\\")) or os.path.isabs(name):
+        return "it is an absolute path"
+    for part in name.replace("\\", "/").split("/"):
         why = unsafe_name(part)
         if why:
-            return why.replace("it contains a path separator", "it contains an empty part")
+            return why
     return None
 
 

@@ -1,5 +1,6 @@
 """The whole pipeline on the tiny synthetic project, through the real entry point (issues #9, #18):
-``python -m mck demo root=DIR tiny=true`` (one ``pipeline experiment=tiny`` command) — then the outputs,
+``python -m mck demo root=DIR tiny=true`` (one ``pipeline experiment=tiny`` command; with the local SLURM cluster up,
+``hydra/launcher=slurm``: every job submitted at once, chained with ``--dependency=afterok``) — then the outputs,
 ``status --json``, the score against the ground truth, a second run that skips everything, and a variant chain
 (``variant=hrnet_nosubpixel``: hrnet → triangulation → fit_gimbal → gimbal → qc) beside the default outputs, with
 both variants in ``status`` and compared in the report. About 6 minutes on 2 CPU cores (train_hrnet is most of it)."""
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mck.graph import build_graph
+from tests.conftest import slurm_up
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +34,10 @@ MIN_FRACTION_TRIANGULATED = 0.8
 GIMBAL_VS_TRIANGULATION = 1.0
 
 
-def _demo(root: Path, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+def _demo(root: Path, cwd: Path, timeout: float, *overrides: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MCK_DATA_ROOT", "MCK_ITEMS_URL")}
-    return subprocess.run([sys.executable, "-m", "mck", "demo", f"root={root}", "tiny=true"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "mck", "demo", f"root={root}", "tiny=true", *overrides], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _expected_outputs(root: Path) -> dict[str, list[Path]]:
@@ -70,9 +72,15 @@ def _snapshot(root: Path) -> dict[str, int]:
 def test_demo_runs_the_whole_pipeline_scores_it_and_skips_on_rerun(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     started = time.time()
-    first = _demo(root, tmp_path, timeout=900)
+    slurm = slurm_up()   # CI starts the local cluster: the whole demo is then one SLURM submission
+    first = _demo(root, tmp_path, 1500, *(["hydra/launcher=slurm"] if slurm else []))
     assert first.returncode == 0, f"demo failed:\n{first.stdout[-6000:]}\n{first.stderr[-6000:]}"
     first_s = time.time() - started
+    if slurm:
+        records = [(p.parent.parent.name, json.loads(p.read_text())) for p in (root / ".mck/records").rglob("*.json")]
+        assert records and all(r.get("slurm_job_id") for _, r in records), records
+        chained = {step for step, r in records if r.get("after")}
+        assert {"gimbal", "qc", "export"} <= chained, f"jobs that waited on their producers (afterok): {chained}"
 
     expected = _expected_outputs(root)
     missing = [str(p) for paths in expected.values() for p in paths if not p.is_file() or p.stat().st_size == 0]
