@@ -64,3 +64,23 @@ def load_camera_params(path: str | Path, camera_names: Sequence[str] | None = No
         extrinsics = extrinsics[order]
         intrinsics = [intrinsics[i] for i in order]
     return names, extrinsics, intrinsics
+
+
+CALIBRATION_SOURCES = ("board", "refined")
+
+
+def choose_calibration(board_path: str, refined_path: str | None, source: str = "board",
+                       item: str | None = None) -> tuple[str, str]:
+    """The camera file a step reads and which it is: ``source`` ``board`` → the board calibration; ``refined`` →
+    the refined one beside it (``refine_calibration``) when it exists, else the board's with a note. Returns
+    (path, description) — the description goes into the job record and the report."""
+    from mck.errors import ConfigError
+
+    if source not in CALIBRATION_SOURCES:
+        raise ConfigError(f"project.calibration_source={source!r} is not one of {', '.join(CALIBRATION_SOURCES)}",
+                          item=item, fix="set project.calibration_source=board or refined")
+    if source == "refined":
+        if refined_path and Path(refined_path).is_file():
+            return str(refined_path), "refined"
+        return board_path, "board (calibration_source=refined but no refined file yet: run step=refine_calibration)"
+    return board_path, "board"

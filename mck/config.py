@@ -93,6 +93,8 @@ class ProjectConfig:
     weights: Weights = field(default_factory=Weights)
     fit_sessions: List[str] = field(default_factory=list)
     allow_missing_cameras: bool = False   # a session without one of `cameras` runs (with a recorded warning)
+    calibration_source: str = "board"     # board | refined: the camera file triangulation/gimbal/sync_check read
+    sync: str = "off"                     # off | auto: triangulation/gimbal use the alignment sync_check detected
 
 
 @dataclass

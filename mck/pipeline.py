@@ -196,6 +196,8 @@ def main(argv: list[str]) -> int:
         cmd = [sys.executable, "-m", "mck", f"step={p.step}", *overrides]
         if p.level != "project":
             cmd += ["-m", f"{p.level}=" + ",".join(_quote(i) for i in p.todo)]
+        elif slurm:
+            cmd.append("-m")      # a multirun of one job: through the SLURM launcher (afterok on queued producers)
         elif p.step == "report" and ran_any and not p.todo:
             cmd.append("overwrite=true")
         if slurm:

@@ -38,6 +38,7 @@ class StepStatus:
     blocked: list[tuple[str, str]] = field(default_factory=list)
     items: dict[str, str] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=dict)
+    findings: list[tuple[str, str]] = field(default_factory=list)   # (item, message): e.g. sync_check's
 
     @property
     def label(self) -> str:
@@ -123,6 +124,7 @@ def compute(root: Any, steps: list[str] | None = None) -> list[StepStatus]:
                 paths = layout.output_paths(node.level, item, out_dir, node.outputs[0], node.outputs[1:])
                 if all(layout.output_exists(p) for p in paths):
                     state = "done"
+                    st.findings.extend((item, m) for m in _findings(paths[0]))
                 else:
                     state = _not_done(settings, st, item, node, graph, items, resolver, states, errors)
                 st.counts[state] += 1
@@ -150,6 +152,14 @@ def compute(root: Any, steps: list[str] | None = None) -> list[StepStatus]:
             if steps is None or name in steps:
                 result.append(st)
     return result
+
+
+def _findings(path: str) -> list[str]:
+    """The messages a done output reports about its item (``{session}.sync.json``: the sync findings)."""
+    if not path.endswith(".sync.json"):
+        return []
+    data = layout.read_json(path) or {}
+    return [str(f.get("message")) for f in data.get("findings") or [] if f.get("message")]
 
 
 def _recorded_output_names(output_root: str, step: str) -> list[str]:
@@ -228,7 +238,7 @@ def format_text(statuses: list[StepStatus], show_items: int = 20) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for st in statuses:
         for kind, entries, shown in (("failed ", st.failed, show_items), ("running", st.running, show_items),
-                                     ("blocked", st.blocked, 2)):
+                                     ("blocked", st.blocked, 2), ("check  ", st.findings, show_items)):
             for item, text in entries[:shown]:
                 text = text[len(item) + 2:] if text.startswith(f"{item}: ") else text
                 lines.append(f"{kind} {st.step} {item}: {text}")
@@ -241,7 +251,8 @@ def as_json(statuses: list[StepStatus]) -> list[dict[str, Any]]:
     return [{"step": s.step, "variant": s.output_name, "variants": s.variants, "level": s.level, "counts": s.counts,
              "failed": [{"item": i, "error": e} for i, e in s.failed],
              "running": [{"item": i, "job_id": j} for i, j in s.running],
-             "blocked": [{"item": i, "reason": r} for i, r in s.blocked], "items": s.items} for s in statuses]
+             "blocked": [{"item": i, "reason": r} for i, r in s.blocked], "items": s.items,
+             "findings": [{"item": i, "message": m} for i, m in s.findings]} for s in statuses]
 
 
 def timing(project: DictConfig, step: str) -> str:

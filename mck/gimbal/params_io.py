@@ -20,7 +20,7 @@ def load_params(path: str | os.PathLike) -> dict:
     try:
         params = joblib.load(path)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is "not a parameter file"
-        raise ValueError(f"{path}: not a GIMBAL parameter file ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"{path}: not a GIMBAL parameter file: it does not load with joblib") from exc
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a dict of arrays, found {type(params).__name__}")
     for key, ndim in REQUIRED.items():

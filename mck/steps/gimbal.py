@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mck.alignment import apply_alignment, load_alignment
+from mck.alignment import load_alignment
 from mck.calibration_io import load_camera_params
 from mck.errors import InputError
 from mck.geometry import projection_matrices, undistort_points
@@ -74,8 +74,12 @@ def trace_path(output_path: str) -> str:
     return (base[: -len(".gimbal.npy")] if base.endswith(".gimbal.npy") else os.path.splitext(base)[0]) + ".ll.npy"
 
 
-def load_observations(keypoints_paths: dict, calibration_path: str, alignment_path: str | None, item: str = ""):
-    """Undistorted uv (T, C, 14, 2) and conf (T, C, 14) in node order, and P (C, 3, 4), cameras in the given order."""
+def load_observations(keypoints_paths: dict, calibration_path: str, alignment_path: str | None, item: str = "",
+                      sync: dict | None = None):
+    """Undistorted uv (T, C, 14, 2) and conf (T, C, 14) in node order, and P (C, 3, 4), cameras in the given order;
+    ``sync``: a detected alignment (``sync_check``) applied on top of the declared one."""
+    from mck.sync import align_rows
+
     cameras = list(keypoints_paths)
     _, extrinsics, intrinsics = load_camera_params(calibration_path, cameras)
     uvs, confs = [], []
@@ -84,15 +88,17 @@ def load_observations(keypoints_paths: dict, calibration_path: str, alignment_pa
         uvs.append(undistort_points(uv, K, dist))
         confs.append(conf)
     alignment = load_alignment(alignment_path, cameras) if alignment_path and os.path.isfile(alignment_path) else None
-    uvs = apply_alignment(uvs, alignment, cameras)
-    confs = apply_alignment(confs, alignment, cameras)
+    uvs = align_rows(uvs, alignment, cameras, sync)
+    confs = align_rows(confs, alignment, cameras, sync)
     uv = to_node_order(np.stack(uvs, axis=1))
     conf = to_node_order(np.stack(confs, axis=1)[..., None])[..., 0]
     return uv, conf, projection_matrices(extrinsics, intrinsics), cameras
 
 
 def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, params_path: str,
-        alignment_path: str | None, output_path: str, output_paths: list | None = None, n_iters: int = 5000, burn_in: int = 4000, thin: int = 5,
+        alignment_path: str | None, output_path: str, output_paths: list | None = None,
+        refined_calibration_path: str | None = None, calibration_source: str = "board", sync: str = "off",
+        sync_path: str | None = None, n_iters: int = 5000, burn_in: int = 4000, thin: int = 5,
         seed: int = 0, checkpoint_every: int = 250, state_block_frames: int = 4096, exact_heading: bool = True,
         step_size: float = 0.2, num_leapfrog_steps: int = 5, pos_dt_variance: float = 1.0,
         observation_model: str = "fitted", obs_outlier_variance: float | None = None, position_update: str = "frames",
@@ -137,7 +143,16 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
         params = load_params(params_path)
     except ValueError as exc:
         raise InputError(str(exc), item=item, path=params_path, fix="re-run fit_gimbal") from exc
-    uv, conf, P, cameras = load_observations(keypoints_paths, calibration_path, alignment_path, item=item)
+    from mck.calibration_io import choose_calibration
+    from mck.sync import sync_for, sync_note
+
+    calibration_path, calibration_used = choose_calibration(calibration_path, refined_calibration_path,
+                                                            calibration_source, item)
+    sync_result = sync_for(sync, sync_path, item)
+    uv, conf, P, cameras = load_observations(keypoints_paths, calibration_path, alignment_path, item=item,
+                                             sync=sync_result)
+    if log:
+        log.info("calibration: %s (%s); sync: %s", calibration_used, calibration_path, sync_note(sync_result))
     params = _params_for_cameras(params, cameras, params_path, item)
     params, observation, description = _observation_settings(params, observation_model, obs_outlier_variance)
     if log:
@@ -212,7 +227,8 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
             "iterations_run": result.iterations, "converged_at": result.converged_at,
             "rhat_max": round(last["rhat_max"], 4) if last else None,
             "ess_min": round(last["ess_min"], 1) if last else None, "dtype": dtype,
-            "seconds": round(time.perf_counter() - t0, 1), "device": jax.default_backend()}
+            "seconds": round(time.perf_counter() - t0, 1), "device": jax.default_backend(),
+            "calibration": calibration_used, "calibration_path": calibration_path, "sync": sync_note(sync_result)}
 
 
 def resolve_dtype(dtype: str, backend: str, item: str = "") -> str:

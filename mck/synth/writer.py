@@ -45,6 +45,7 @@ class Spec:
     seed: int = 0
     size: tuple[int, int] = (640, 512)
     drop_frames: bool = False
+    write_alignment: bool = True     # False: drops happen but no aligned_frame_numbers.csv (undeclared, issue 21)
     labels_per_video: int = 40
     workers: int = 2
 
@@ -218,7 +219,7 @@ def write_project(spec: Spec, progress: bool = True) -> dict:
         centroid = np.median(uv, axis=2)
         np.savez(gt / f"{session}.keypoints2d.npz", uv=uv, visible=visible, centroid=centroid,
                  cameras=np.array(rig.names), frames=frame_index)
-        if not keep.all():
+        if not keep.all() and spec.write_alignment:
             _write_alignment(out / session / "aligned_frame_numbers.csv", rig.names, frame_index)
         image_dir = out / "labels" / "images" / session
         image_dir.mkdir(parents=True, exist_ok=True)

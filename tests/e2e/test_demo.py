@@ -51,6 +51,9 @@ def _expected_outputs(root: Path) -> dict[str, list[Path]]:
         "train_hrnet": [weights / f"hrnet_{view}.pth" for view in ("top", "side", "bottom")],
         "centernet": [s / f"{v}.centroid.npy" for v in videos],
         "hrnet": [s / f"{v}.keypoints.h5" for v in videos],
+        "refine_calibration": [root / CALIBRATION / f"{CALIBRATION}.{n}" for n in
+                               ("camera_params.refined.h5", "refine_calibration.json", "refine_calibration.png")],
+        "sync_check": [s / f"{SESSION}.sync.json", s / f"{SESSION}.sync.png"],
         "triangulation": [s / f"{SESSION}.robust_triangulation.npy", s / f"{SESSION}.triangulation.h5"],
         "fit_gimbal": [weights / "gimbal_params.p"],
         "gimbal": [s / f"{SESSION}.gimbal.npy"],

@@ -46,6 +46,24 @@ def test_a_func_kwargs_typo_is_refused_before_anything_runs(tiny_project: Path, 
     assert not (tiny_project / ".mck" / "records").exists()
 
 
+@pytest.mark.slurm
+def test_a_func_kwargs_typo_is_refused_by_the_slurm_launcher_before_any_submission(tiny_project: Path,
+                                                                                   tmp_path: Path):
+    if not slurm_up():
+        pytest.skip("no local SLURM (start it with ../shared/slurm/start-local-slurm.sh)")
+    step = run_mck(["step=probe", "+step.func_kwargs.decode_al=true", "hydra/launcher=slurm", "-m", "video=glob(*)"],
+                   tiny_project, tmp_path)
+    pipeline = run_mck(["pipeline", "only=probe,compression", "++steps.compression.func_kwargs.crf=high",
+                        "hydra/launcher=slurm"], tiny_project, tmp_path)
+    for proc, said in ((step, "decode_al=True is not a parameter of mck.steps.probe.run (did you mean decode_all?"),
+                       (pipeline, "crf='high': expected")):
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert said in proc.stderr and "nothing was run or submitted" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("*_submission.sh")), "a job script was written: something was submitted"
+    assert not (tiny_project / ".mck" / "records").exists()
+
+
 def _pipeline_checks(data: Path, tmp_path: Path) -> None:
     st = status_json(data, tmp_path, *FAKES)
     probe, comp = st[("probe", "probe.json")], st[("compression", "compressed.mp4")]

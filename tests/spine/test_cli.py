@@ -70,7 +70,8 @@ def test_session_step_swept_over_videos_runs_once_per_session(tiny_project: Path
     assert calls(tiny_project, SESSIONS[0]) == [SESSIONS[0]]
     assert calls(tiny_project, SESSIONS[1]) == [SESSIONS[1]]
     out = json.loads((tiny_project / SESSIONS[0] / f"{SESSIONS[0]}.robust_triangulation.npy.args.json").read_text())
-    assert out["args"] == ["alignment_path", "conf_threshold", "method"]
+    assert out["args"] == ["alignment_path", "calibration_source", "conf_threshold", "method",
+                           "refined_calibration_path", "sync", "sync_path"]
     rerun = run_mck([*FAKE_SESSION_STEP, "-m", "session=glob(*)"], tiny_project, tmp_path, check=True, env=ENV)
     assert "2 skip" in rerun.stdout and calls(tiny_project, SESSIONS[0]) == [SESSIONS[0]]
     forced = run_mck([*FAKE_SESSION_STEP, "overwrite=true", "session=20240422_J04301"], tiny_project, tmp_path,
