@@ -22,6 +22,7 @@ from mck.compile import project_output_dir, step_spec
 from mck.errors import MckError
 from mck.graph import Graph, Items, ItemRef, StepNode, build_graph, needs
 from mck.inventory import Settings, scan
+from mck.calibration_io import calibration_warnings
 from mck.preparse import compose_root
 
 STATES = ("done", "running", "failed", "pending", "blocked")
@@ -36,6 +37,7 @@ class StepStatus:
     failed: list[tuple[str, str]] = field(default_factory=list)
     running: list[tuple[str, str]] = field(default_factory=list)
     blocked: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)     # done items with failed QC checks
     items: dict[str, str] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=dict)
 
@@ -123,6 +125,8 @@ def compute(root: Any, steps: list[str] | None = None) -> list[StepStatus]:
                 paths = layout.output_paths(node.level, item, out_dir, node.outputs[0], node.outputs[1:])
                 if all(layout.output_exists(p) for p in paths):
                     state = "done"
+                    if node.level == "calibration":
+                        st.warnings += [(item, line) for line in calibration_warnings(paths[0])]
                 else:
                     state = _not_done(settings, st, item, node, graph, items, resolver, states, errors)
                 st.counts[state] += 1
@@ -228,7 +232,7 @@ def format_text(statuses: list[StepStatus], show_items: int = 20) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for st in statuses:
         for kind, entries, shown in (("failed ", st.failed, show_items), ("running", st.running, show_items),
-                                     ("blocked", st.blocked, 2)):
+                                     ("blocked", st.blocked, 2), ("warning", st.warnings, show_items)):
             for item, text in entries[:shown]:
                 lines.append(f"{kind} {st.step} {item}: {text}")
             if len(entries) > shown:
@@ -240,7 +244,8 @@ def as_json(statuses: list[StepStatus]) -> list[dict[str, Any]]:
     return [{"step": s.step, "variant": s.output_name, "variants": s.variants, "level": s.level, "counts": s.counts,
              "failed": [{"item": i, "error": e} for i, e in s.failed],
              "running": [{"item": i, "job_id": j} for i, j in s.running],
-             "blocked": [{"item": i, "reason": r} for i, r in s.blocked], "items": s.items} for s in statuses]
+             "blocked": [{"item": i, "reason": r} for i, r in s.blocked],
+             "warnings": [{"item": i, "warning": w} for i, w in s.warnings], "items": s.items} for s in statuses]
 
 
 def timing(project: DictConfig, step: str) -> str:

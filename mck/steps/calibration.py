@@ -99,7 +99,7 @@ def run(video_paths: dict, board_shape: list, square_size: float, output_path: s
         seed: int = 0, workers: int = 0, thorough: bool = False, outlier_px: float = 1.0,
         qc: dict | None = None, log: logging.Logger | None = None) -> dict:
     from mck.calibration import bundle_adjust, calibrate
-    from mck.calibration_io import save_camera_params
+    from mck.calibration_io import calibration_qc_path, save_camera_params
     from mck.synth.board import object_points
 
     log = log or logging.getLogger("mck")
@@ -153,18 +153,11 @@ def run(video_paths: dict, board_shape: list, square_size: float, output_path: s
     _residual_plot(out_dir / f"{item}.residuals.png", cameras, result.residuals_px)
     rms = {cam: round(float(r), 4) for cam, r in zip(cameras, result.rms_px)}
     log.info("%s: bundle adjustment %s; RMS px %s", item, result.message, rms)
-    findings = _quality_check(corners, cameras, sizes, result, obj, qc or {}, qc_path(output_path), item, log)
+    findings = _quality_check(corners, cameras, sizes, result, obj, qc or {}, calibration_qc_path(output_path), item, log)
     return {"qc_ok": findings["ok"], "qc_warnings": len(findings["warnings"]),"detections": counts, "frames_used": int(len(result.frames)), "rms_px": rms,
             "views_used": {cam: int(n) for cam, n in zip(cameras, result.views.sum(1))},
             "views_rejected": {cam: int(n) for cam, n in zip(cameras, result.rejected)},
             "initial_rms_px": {c: round(r, 4) for c, r in zip(cameras, init_rms)}, "converged": result.success}
-
-
-def qc_path(calibration_path: str | Path) -> Path:
-    """``{calibration}.calibration_qc.json`` beside ``{calibration}.camera_params.h5``."""
-    path = Path(calibration_path)
-    stem = path.name[:-len(".camera_params.h5")] if path.name.endswith(".camera_params.h5") else path.stem
-    return path.with_name(f"{stem}.calibration_qc.json")
 
 
 def _quality_check(corners, cameras, sizes, result, obj, settings: dict, path: Path, item: str, log) -> dict:

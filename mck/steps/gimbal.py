@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mck.alignment import apply_alignment, load_alignment
-from mck.calibration_io import load_camera_params
+from mck.calibration_io import load_camera_params, warn_if_failed_qc
 from mck.errors import InputError
 from mck.geometry import projection_matrices, undistort_points
 from mck.io import atomic_path, save_npy
@@ -101,6 +101,7 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
     except ValueError as exc:
         raise InputError(str(exc), item=item, path=params_path, fix="re-run fit_gimbal") from exc
     uv, conf, P, cameras = load_observations(keypoints_paths, calibration_path, alignment_path, item=item)
+    warn_if_failed_qc(calibration_path, log or logging.getLogger("mck"), item)
     params = _params_for_cameras(params, cameras, params_path, item)
     params, observation, description = _observation_settings(params, observation_model, obs_outlier_variance)
     if log:

@@ -80,3 +80,22 @@ def test_wrong_square_size(truth):
     qc = _qc(rig, uv, square=1.25)                                   # cm typed for mm
     assert "geometry" in _checks(qc), failed_checks(qc)
     assert any("square_size" in w["fix"] for w in qc["warnings"])
+
+
+def test_downstream_steps_and_status_see_failed_checks(tmp_path, caplog):
+    """A calibration whose QC failed: ``warn_if_failed_qc`` (triangulation, gimbal) logs each check with its fix."""
+    import json
+    import logging
+
+    from mck.calibration_io import calibration_qc_path, calibration_warnings, warn_if_failed_qc
+
+    cal = tmp_path / "20240422_calibration.camera_params.h5"
+    assert calibration_qc_path(cal).name == "20240422_calibration.calibration_qc.json"
+    assert calibration_warnings(cal) == []                          # no QC file: nothing to say
+    calibration_qc_path(cal).write_text(json.dumps({"ok": False, "warnings": [
+        {"camera": "side3", "check": "coverage", "message": "side3: board in 14 frames covering 22% of the image",
+         "fix": "move the board through side3's corners"}]}))
+    with caplog.at_level(logging.WARNING, logger="mck"):
+        lines = warn_if_failed_qc(cal, logging.getLogger("mck"), "20240422_J04301")
+    assert lines == ["side3: board in 14 frames covering 22% of the image (move the board through side3's corners)"]
+    assert "failed a QC check" in caplog.text and "side3's corners" in caplog.text
