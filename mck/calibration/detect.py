@@ -246,7 +246,7 @@ def verify_grid(gray: np.ndarray, corners: np.ndarray, board_shape, max_grid_res
         return False
     square = _square_px(corners, board_shape)
     H, residual = _grid_homography(corners, board_shape)
-    if H is None or residual.max() > max_grid_residual * square + 0.8:
+    if H is None or residual.max() > max_grid_residual * square + 1.2:
         return False
     if np.sqrt(np.mean(residual ** 2)) > 0.75 + 0.05 * square:
         return False
