@@ -67,18 +67,21 @@ def detect_chessboard_scored(image: np.ndarray, board_shape=(5, 7), match_score_
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     board_shape = (int(board_shape[0]), int(board_shape[1]))
     for view, corners in _candidates(gray, board_shape, target_square_px, thorough, roi, fallback):
-        g, scale, offset = view
+        g, scale, offset = view[:3]
         square = _square_px(corners, board_shape)
         if not np.isfinite(square) or square < 2.0:
             continue
         h, w = g.shape
         if not ((corners >= 1).all() and (corners[:, 0] <= w - 2).all() and (corners[:, 1] <= h - 2).all()):
             continue                             # a predicted corner off the image: not a whole board
-        half = int(np.clip(round(subpix_window * square), 2, 9 * scale))
-        refined = cv2.cornerSubPix(g, corners.reshape(-1, 1, 2).astype(np.float32), (half, half), (-1, -1),
-                                   _SUBPIX).reshape(-1, 2).astype(np.float64)
-        if np.linalg.norm(refined - corners, axis=1).max() > 0.3 * square:     # a corner pulled off its X-junction
+        if len(view) > 3 and view[3]:          # the sector detector's ACCURACY corners: already sub-pixel
             refined = corners.astype(np.float64)
+        else:
+            half = int(np.clip(round(subpix_window * square), 2, 9 * scale))
+            refined = cv2.cornerSubPix(g, corners.reshape(-1, 1, 2).astype(np.float32), (half, half), (-1, -1),
+                                       _SUBPIX).reshape(-1, 2).astype(np.float64)
+            if np.linalg.norm(refined - corners, axis=1).max() > 0.3 * square:  # pulled off its X-junction
+                refined = corners.astype(np.float64)
         if not verify_grid(g, refined, board_shape, max_grid_residual):
             continue
         ordered, scores = reorder_chessboard_corners(g, refined, board_shape)
@@ -187,15 +190,17 @@ def _candidates(gray: np.ndarray, board_shape, target_square_px: float, thorough
         found, corners = cv2.findChessboardCorners(g, board_shape, flags=_CLASSIC | cv2.CALIB_CB_FAST_CHECK)
         if found:
             yield view, corners.reshape(-1, 2)
+        eq = _CLAHE.apply(g)
+        found, corners = cv2.findChessboardCornersSB(eq, board_shape, flags=_SB_QUICK)
+        if found:                               # SB's ACCURACY corners beat cornerSubPix on blurred boards
+            yield (eq, view[1], view[2], True), corners.reshape(-1, 2)
         corners = lattice_corners(g, board_shape)
         if corners is not None:
             yield view, corners
-        eq = _CLAHE.apply(g)
-        for flags in (_SB_QUICK, _SB) if first else (_SB_QUICK,):
-            found, corners = cv2.findChessboardCornersSB(eq, board_shape, flags=flags)
+        if first:
+            found, corners = cv2.findChessboardCornersSB(eq, board_shape, flags=_SB)
             if found:
-                yield (eq, view[1], view[2]), corners.reshape(-1, 2)
-                break
+                yield (eq, view[1], view[2], True), corners.reshape(-1, 2)
         if thorough:
             found, corners = cv2.findChessboardCorners(g, board_shape, flags=_CLASSIC)
             if found:
@@ -204,12 +209,12 @@ def _candidates(gray: np.ndarray, board_shape, target_square_px: float, thorough
         one = (gray, 1, np.zeros(2))
         found, corners = cv2.findChessboardCornersSB(gray, board_shape, flags=_SB)
         if found:
-            yield one, corners.reshape(-1, 2)
+            yield (*one, True), corners.reshape(-1, 2)
         else:
             big = cv2.resize(gray, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
             found, corners = cv2.findChessboardCornersSB(big, board_shape, flags=_SB)
             if found:
-                yield (big, 2, np.zeros(2)), corners.reshape(-1, 2)
+                yield (big, 2, np.zeros(2), True), corners.reshape(-1, 2)
     if thorough:
         found, corners = cv2.findChessboardCorners(gray, board_shape, flags=_CLASSIC)
         if found:
