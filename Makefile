@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_ROOT ?= outputs/demo
 
-.PHONY: install test test-fast demo bench clean system-deps
+.PHONY: install test test-fast demo bench bench-deps bench-gpu clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,16 @@ demo: install
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# Baselines the benchmarks compare against (never dependencies of mck): aniposelib for bench_refine.py.
+# --no-deps: its opencv-contrib-python would overwrite the venv's cv2; it needs numba and toml besides what mck has.
+bench-deps: install
+	$(BIN)/pip install --no-deps 'aniposelib==0.8.*'
+	$(BIN)/pip install numba toml
+
+# Everything a session's cost depends on, one table, < 5 min on one GPU (on a CPU: add ARGS=--smoke).
+bench-gpu: install
+	$(BIN)/python -m benchmarks.gpu $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/sweeps

@@ -7,8 +7,8 @@ Writes the calibration videos of the default preset (``python -m mck synth --ses
 * **detection**, per camera: frames with a detection / frames where the whole board is in view at an incidence
   below 60° (and below 70°), wrongly ordered or wrong detections (any corner > 2 px from the truth), corner error
   (mean, 95th percentile) and ms per frame — for ``detect_chessboard`` and, as the baseline, the lab's detector
-  (``detect_plain``: plain ``findChessboardCorners`` + ``cornerSubPix`` + anchor, §A.2) on every ``--lab-step``-th
-  of the same frames (it is ~10× slower);
+  (``detect_plain``: ``findChessboardCorners`` + ``cornerSubPix`` + anchor, docs/algorithms.md §A.2) on every ``--lab-step``-th
+  of the same frames (it is much slower; figures: docs/algorithms.md, Measured figures);
 * **calibration**: ``calibrate`` (intrinsics, PnP, chained extrinsics) and ``bundle_adjust`` on the detections,
   timed; per camera the centre error (mm, in the world = top camera frame of the file, and after the best rigid
   alignment), focal error (%), principal point error (px), reprojection RMS (px).

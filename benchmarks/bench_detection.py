@@ -1,7 +1,7 @@
 """Benchmark: CenterNet + HRNet video inference, the lab's per-frame loop against the mck steps.
 
-Baseline (measured in the same run), written like the lab's ``v0/segmentation.py`` / ``v0/detection.py`` (§D.1,
-§D.2): ``cv2.VideoCapture`` reads a frame, channel 0, preprocess (subsample / zero-canvas crop, CLAHE), forward with
+Baseline (measured in the same run), like the lab's ``v0/segmentation.py`` / ``v0/detection.py`` (docs/algorithms.md §D.1,
+docs/algorithms.md §D.2): ``cv2.VideoCapture`` reads a frame, channel 0, pre-process (subsample / zero-canvas crop, CLAHE), forward with
 batch size 1, parse — one frame at a time. Optimized: ``mck.steps.centernet.run`` and ``mck.steps.hrnet.run``
 (decoding in a background thread, batched CLAHE/crop, batched forward, vectorised parsing), with
 ``subpixel=False`` so that their outputs are the lab's.

@@ -2,8 +2,8 @@
 18 keypoints × 180 pose states, float64), against a baseline measured in the same run: the same sweep with the
 lab's O(N·S³) associative-scan state filter (dynamax's formulation). Also a long-session shape (S = 50, K = 14).
 
-The lab's implementation needs ≈ 0.28 s/iteration at the reference shape on this kind of 2-core machine
-(issue #6); it is not installed here, so that figure is quoted, not re-measured.
+The lab's implementation's s/iteration at the reference shape (``LAB_S_PER_ITER``; figures: docs/algorithms.md,
+Measured figures) is quoted from issue #6, not re-measured: it is not installed here.
 
     python -m benchmarks.bench_gimbal [--frames 100] [--long-frames 21600] [--iters 30]
 """

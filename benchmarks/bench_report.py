@@ -34,8 +34,9 @@ def build(root: Path, n_sessions: int, work: Path) -> None:
 
     src = work / "src"
     o = session_outputs(src, "20240101_S00000", frames=60)
-    qc.run("20240101_S00000", {}, o["keypoints"], str(src), o["calibration"], str(src / "20240101_S00000.qc.json"),
-           make_overlay=False, progress=False)
+    qc.run("20240101_S00000", {}, o["keypoints"], o["calibration"], str(src / "20240101_S00000.qc.json"),
+           triangulation_path=str(src / "20240101_S00000.robust_triangulation.npy"),
+           gimbal_path=str(src / "20240101_S00000.gimbal.npy"), make_overlay=False, progress=False)
     (root / CAL).mkdir(parents=True)
     for cam in CAMERAS:
         (root / CAL / f"{CAL}.{cam}.mp4").write_bytes(b"x")

@@ -20,7 +20,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from mck import layout
-from mck.compile import level_of, project_output_dir, step_spec
+from mck.compile import project_output_dir
+from mck.graph import build_graph
 from mck.inventory import Settings, scan
 from mck.preparse import project_config
 from mck.status import compute, step_names
@@ -58,14 +59,15 @@ def naive(project, settings: Settings) -> int:
     """Baseline: every (step, item) reads its record and validates its outputs."""
     inv = scan(settings)
     n = 0
+    graph = build_graph({"project": project})
     for name in step_names():
-        spec = step_spec(name, project)
-        level = level_of(spec)
+        node = graph.node(name)
+        level = node.level
         items = {str(project.name): ""} if level == "project" else {k: v.output_dir for k, v in inv.group(level).items()}
         for item, out in items.items():
-            out = project_output_dir(spec, project) if level == "project" else out
-            paths = layout.output_paths(level, item, out, str(spec.output_info.output_name), list(spec.output_info.also))
-            layout.read_json(layout.record_path(settings.output_root, name, str(spec.output_info.output_name), item))
+            out = project_output_dir(node, project) if level == "project" else out
+            paths = layout.output_paths(level, item, out, node.outputs[0], node.outputs[1:])
+            layout.read_json(layout.record_path(settings.output_root, name, node.output_name, item))
             n += all(layout.output_valid(p) for p in paths)
     return n
 

@@ -2,7 +2,7 @@
 
     python -m mck [OVERRIDES…] [-m]        run a step (Hydra app; -m sweeps, e.g. -m video='glob(*)')
     python -m mck pipeline [OVERRIDES…] [-m session=…]   every pending job of every step, in graph order
-    python -m mck status [--json] [--timing] [OVERRIDES…]
+    python -m mck status [--json] [--timing [--session-frames N]] [OVERRIDES…]
     python -m mck rerun RUN_DIR [OVERRIDES…]
     python -m mck cancel step=STEP [video=…|session=…]
     python -m mck synth OUT [--tiny …]
@@ -46,16 +46,22 @@ def check_item_overrides(overrides: list[str], settings) -> None:
         key, sep, value = override.partition("=")
         if not sep or key not in ITEM_GROUPS or value in ("null", ""):
             continue
+        if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
         match = _GLOB.match(value)
         if match or "," in value:
             inventory = inventory or scan(settings)
             names = inventory.group(key)
-            patterns = _glob_patterns(match.group(1)) if match else [v.strip() for v in value.split(",")]
             if match:
-                if not any(fnmatch.fnmatchcase(n, p) for n in names for p in patterns):
-                    raise ConfigError(f"no {key} matches {value!r} under {settings.data_root}",
-                                      fix=f"{len(names)} {key} items exist" + (
-                                          f", e.g. {', '.join(sorted(names)[:3])}" if names else ""))
+                warn_refused(inventory)
+            patterns = [v.strip() for v in value.split(",")]
+            if match:
+                if not glob_matches(names, match.group(1)):
+                    from mck.inventory import empty_hint
+
+                    raise ConfigError(f"no {key} matches {value!r} under {settings.data_root}", item=override,
+                                      fix=(f"{len(names)} {key} items exist, e.g. {', '.join(sorted(names)[:3])}"
+                                           if names else empty_hint(settings)))
             else:
                 for name in patterns:
                     if name not in names:
@@ -65,12 +71,63 @@ def check_item_overrides(overrides: list[str], settings) -> None:
             raise unknown_item_error(key, value, inventory.group(key), settings)
 
 
-def _glob_patterns(inner: str) -> list[str]:
-    inner = inner.strip()
-    if inner.startswith("[") and inner.endswith("]"):
-        return [p.strip().strip("'\"") for p in inner[1:-1].split(",")]
-    include = inner.split(",")[0].strip().strip("'\"")
-    return [include]
+_WARNED: set[str] = set()
+
+
+def warn_refused(inventory) -> None:
+    """One warning line per folder with videos that discovery refused (a sweep leaves it out; never silently)."""
+    from mck.inventory import refused_message
+
+    for folder, problem in sorted(inventory.refused.items()):
+        if folder not in _WARNED:
+            _WARNED.add(folder)
+            print(f"mck: warning: {refused_message(folder, problem)}", file=sys.stderr)
+
+
+def check_step_override(overrides: list[str]) -> None:
+    """``step=NAME`` must name a step file: else one line listing every step, with the closest first."""
+    import difflib
+
+    from mck.config import CONF_DIR
+
+    steps = sorted(p.stem for p in (CONF_DIR / "step").glob("*.yaml"))
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if key != "step" or not sep or value in steps or not steps:
+            continue
+        close = difflib.get_close_matches(value, steps, n=2, cutoff=0.6)
+        raise ConfigError(f"no step named {value!r}" + (f"; did you mean {' or '.join(close)}?" if close else ""),
+                          item=f"step={value}", fix=f"steps: {', '.join(steps)}")
+
+
+def _glob_patterns(inner: str) -> tuple[list[str], list[str]]:
+    """Hydra's ``glob(include[, exclude])`` arguments (positional or ``include=``/``exclude=``, each a pattern or a
+    list ``[a,b]``) → (include patterns, exclude patterns)."""
+    args, depth, part = [], 0, ""
+    for ch in inner.strip():
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            args.append(part)
+            part = ""
+        else:
+            part += ch
+    args.append(part)
+    found: dict[str, list[str]] = {"include": [], "exclude": []}
+    for i, arg in enumerate(a.strip() for a in args):
+        key, sep, value = arg.partition("=")
+        if not sep or key.strip() not in found:
+            key, value = ("include", "exclude")[min(i, 1)], arg
+        value = value.strip()
+        values = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else [value]
+        found[key.strip()] += [v.strip().strip("'\"") for v in values if v.strip()]
+    return found["include"] or ["*"], found["exclude"]
+
+
+def glob_matches(names, inner: str) -> list[str]:
+    include, exclude = _glob_patterns(inner)
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in include)
+            and not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
 
 
 def run_app(argv: list[str]) -> int:
@@ -78,6 +135,7 @@ def run_app(argv: list[str]) -> int:
 
     argv = normalize_argv(argv)
     overrides = [a for a in argv if not a.startswith("-")]
+    check_step_override(overrides)
     if not any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         settings = export_settings(overrides)
         if os.path.isdir(settings.data_root):
@@ -100,7 +158,9 @@ def _summarize(results: list[dict], multirun: bool) -> int:
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         print(f"mck: {len(results)} items: {summary}")
         for r in failed:
-            print(f"mck: failed: {r.get('step', '')} {r.get('item')}: {r.get('error')}", file=sys.stderr)
+            error, item = str(r.get("error")), str(r.get("item"))
+            error = error[len(item) + 2:] if error.startswith(f"{item}: ") else error
+            print(f"mck: failed: {r.get('step', '')} {item}: {error}", file=sys.stderr)
     return 1 if failed else 0
 
 

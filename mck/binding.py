@@ -8,6 +8,7 @@ import difflib
 import importlib
 import inspect
 import logging
+import re
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -34,6 +35,20 @@ def import_step_function(step: DictConfig) -> Callable[..., Any]:
     return func
 
 
+_EXAMPLES = {"bool": False, "int": 0, "float": 0.0, "str": "", "dict": {}, "list": []}
+
+
+def _declared_default(param: inspect.Parameter) -> Any:
+    """The default to type-check against: the parameter's own, or for a ``None`` default an example of the one
+    type its annotation names (``float | None`` → 0.0), so a wrong type is refused even on a done item."""
+    default = param.default
+    if default is not None:
+        return default
+    annotation = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+    names = {t for t in re.split(r"[^A-Za-z_]+", str(annotation)) if t in _EXAMPLES}
+    return _EXAMPLES[names.pop()] if len(names) == 1 else None
+
+
 def _check_type(name: str, value: Any, default: Any, func_path: str) -> Any:
     """Reject values whose type cannot be what the parameter's default says (int ← 'abc')."""
     if default is inspect.Parameter.empty or default is None or value is None:
@@ -57,6 +72,11 @@ def _check_type(name: str, value: Any, default: Any, func_path: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"step.func_kwargs.{name}={value!r}: expected a string ({func_path})",
                               fix=f"e.g. step.func_kwargs.{name}={default!r}")
+    elif isinstance(default, (dict, list)):
+        if not isinstance(value, type(default)):
+            kind = "a mapping {…}" if isinstance(default, dict) else "a list […]"
+            raise ConfigError(f"step.func_kwargs.{name}={value!r}: expected {kind} ({func_path})",
+                              fix=f"give step.func_kwargs.{name} {kind}, or null")
     return value
 
 
@@ -90,7 +110,11 @@ def bind_arguments(func: Callable[..., Any], step: DictConfig, job: Any) -> dict
                                   fix=f"declare {name} once (inputs for files other steps write)")
             default = params[name].default if name in params else inspect.Parameter.empty
             try:
-                kwargs[name] = _check_type(name, value, default, func_path)
+                if default is None:   # typed by its annotation: checked, passed on unchanged
+                    _check_type(name, value, _declared_default(params[name]), func_path)
+                    kwargs[name] = value
+                else:
+                    kwargs[name] = _check_type(name, value, default, func_path)
             except ConfigError as exc:
                 exc.item = exc.item or item
                 exc.what = exc.what.replace("step.func_kwargs.", f"step.{section}.")

@@ -1,4 +1,4 @@
-"""``camera_params.h5`` — the lab's "gimbal" calibration format (§A.6), read and written.
+"""``camera_params.h5`` — the lab's "gimbal" calibration format (docs/algorithms.md §A.6), read and written.
 
 Group ``camera_parameters``: ``camera_names`` (C,) UTF-8, ``dist_coefs`` (C, 5), ``intrinsic`` (C, 3, 3),
 ``rotation`` (C, 3, 3) world→camera, ``translation`` (C, 3) mm. World frame = the root (top) camera.
@@ -18,7 +18,7 @@ from mck.io import save_h5
 
 def save_camera_params(path: str | Path, names: Sequence[str], extrinsics: np.ndarray,
                        intrinsics: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Write cameras (extrinsics (C, 6) rvec + t; intrinsics [(K, dist)]) atomically in the §A.6 layout."""
+    """Write cameras (extrinsics (C, 6) rvec + t; intrinsics [(K, dist)]) in the docs/algorithms.md §A.6 layout, atomically."""
     extrinsics = np.asarray(extrinsics, dtype=float)
     save_h5(path, {
         "camera_parameters/camera_names": list(names),
@@ -64,6 +64,26 @@ def load_camera_params(path: str | Path, camera_names: Sequence[str] | None = No
         extrinsics = extrinsics[order]
         intrinsics = [intrinsics[i] for i in order]
     return names, extrinsics, intrinsics
+
+
+CALIBRATION_SOURCES = ("board", "refined")
+
+
+def choose_calibration(board_path: str, refined_path: str | None, source: str = "board",
+                       item: str | None = None) -> tuple[str, str]:
+    """The camera file a step reads and which it is: ``source`` ``board`` → the board calibration; ``refined`` →
+    the refined one beside it (``refine_calibration``) when it exists, else the board's with a note. Returns
+    (path, description) — the description goes into the job record and the report."""
+    from mck.errors import ConfigError
+
+    if source not in CALIBRATION_SOURCES:
+        raise ConfigError(f"project.calibration_source={source!r} is not one of {', '.join(CALIBRATION_SOURCES)}",
+                          item=item, fix="set project.calibration_source=board or refined")
+    if source == "refined":
+        if refined_path and Path(refined_path).is_file():
+            return str(refined_path), "refined"
+        return board_path, "board (calibration_source=refined but no refined file yet: run step=refine_calibration)"
+    return board_path, "board"
 
 
 def calibration_qc_path(path: str | Path) -> Path:

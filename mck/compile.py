@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from mck import graph as graph_mod
 from mck import layout, records
 from mck.config import LEVELS, StepConfig
-from mck.errors import ConfigError, InputError
+from mck.errors import ConfigError, InputError, MckError
 from mck.graph import Graph, Items, ItemRef, StepNode, build_graph, need_paths, needs
 from mck.inventory import Inventory, Settings, find_item, item_node, match_calibration, unknown_item_error, scan
 
@@ -47,6 +47,7 @@ class Job:
     after: list[str] = field(default_factory=list)            # SLURM job ids it must wait for (afterok)
     variants: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)         # recorded on the job's record (result still usable)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -99,12 +100,19 @@ def level_of(step: DictConfig) -> str:
     return level
 
 
+_OUTPUT_DIRS: dict[tuple[int, str], tuple[DictConfig, str]] = {}
+
+
 def project_output_dir(node: StepNode, project: DictConfig) -> str:
     """Where a project-level step writes (its ``output_info.output_dir``, default ``project.output_root``)."""
     if node.output_dir is None:
         return str(project.output_root)
-    resolved = OmegaConf.create({"project": project, "d": node.output_dir})
-    return str(resolved.d)
+    key = (id(project), str(node.output_dir))
+    cached = _OUTPUT_DIRS.get(key)
+    if cached is None or cached[0] is not project:   # status asks once per item: resolve once per project
+        resolved = OmegaConf.create({"project": project, "d": node.output_dir})
+        cached = _OUTPUT_DIRS[key] = (project, str(resolved.d))
+    return cached[1]
 
 
 def ensure_item(cfg: DictConfig, settings: Settings) -> tuple[str, str | None, str]:
@@ -292,7 +300,26 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True, chain_queued: bo
     graph = graph_for(cfg)
     node = graph.node(str(cfg.step.name))
     level = node.level
+    for name in node.outputs:
+        why = layout.unsafe_output_name(name)
+        if why:
+            raise ConfigError(f"output name {name!r} of step {node.name} is not a plain file name ({why})",
+                              fix="set step.output_info.output_name, its also list and variant tags to names like "
+                                  "keypoints.v2.h5")
     item, session, output_dir = ensure_item(cfg, settings)
+    try:
+        return _compile(cfg, settings, graph, node, level, item, session, output_dir, check_running, chain_queued,
+                        validate)
+    except MckError as exc:
+        # a failure found while planning is the item's failure: name the item and say where to record it
+        if exc.item is None:
+            exc.item = item
+        exc.record_key = (node.name, node.output_name, item, settings.output_root)
+        raise
+
+
+def _compile(cfg, settings, graph, node, level, item, session, output_dir, check_running, chain_queued, validate
+             ) -> Job:
     if level == "project":
         output_dir = project_output_dir(node, cfg.project)
     outputs = layout.output_paths(level, item, output_dir, node.outputs[0], node.outputs[1:])
@@ -310,6 +337,8 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True, chain_queued: bo
 
         bind_arguments(import_step_function(cfg.step), cfg.step, job)
     _check_writable(os.path.dirname(outputs[0]), item)
+    if level in ("session", "calibration"):
+        job.warnings += check_cameras(cfg[level], cfg.project, level)
     if level == "session":
         check_session_frames(cfg.session)
     if not cfg.overwrite and all(layout.output_valid(p) for p in outputs):
@@ -341,6 +370,24 @@ def compile_job(cfg: DictConfig, *, check_running: bool = True, chain_queued: bo
     return job
 
 
+def check_cameras(node: DictConfig, project: DictConfig, level: str) -> list[str]:
+    """Every configured camera must have a video in the session (or calibration). With
+    ``project.allow_missing_cameras=true`` a missing one is a warning (returned, and recorded on the job)."""
+    missing = [str(c) for c in project.cameras if str(c) not in node.videos]
+    if not missing:
+        return []
+    found = ", ".join(str(c) for c in node.videos) or "none"
+    what = (f"{level} has no video for camera{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(found {found})")
+    if project.get("allow_missing_cameras"):
+        return [f"made without camera{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"(project.allow_missing_cameras=true)"]
+    example = f"{node.name}.{missing[0]}.mp4"
+    raise InputError(what, item=str(node.name),
+                     fix=f"put {example} into {node.folder}, or set project.allow_missing_cameras=true to process "
+                         f"it without {'them' if len(missing) > 1 else 'it'}")
+
+
 def check_session_frames(session: DictConfig) -> None:
     """Cameras of a session must agree on frame count (from the probe caches) unless an alignment file explains
     the difference. Cameras not probed yet are not checked."""
@@ -349,7 +396,19 @@ def check_session_frames(session: DictConfig) -> None:
         probe = layout.read_json(layout.probe_path(str(session.output_dir), f"{session.name}.{cam}"))
         if probe and isinstance(probe.get("frames"), int):
             counts[str(cam)] = probe["frames"]
-    if len(set(counts.values())) > 1 and not session.get("alignment"):
+    if session.get("alignment"):
+        from mck.alignment import frame_table
+
+        cameras = [str(c) for c in session.videos]
+        table = frame_table(str(session.alignment), cameras)
+        listed = {c: int((table[:, i] >= 0).sum()) for i, c in enumerate(cameras)}
+        wrong = [f"{c} has {n} frames, the file lists {listed[c]}" for c, n in counts.items() if listed[c] != n]
+        if wrong:
+            raise InputError(f"{session.alignment}: {'; '.join(wrong)}", item=str(session.name),
+                             fix="the alignment file must belong to these videos (or re-probe them: "
+                                 "step=probe overwrite=true)")
+        return
+    if len(set(counts.values())) > 1:
         detail = ", ".join(f"{c} {n}" for c, n in counts.items())
         raise InputError(f"cameras disagree on frame count ({detail}) and there is no aligned_frame_numbers.csv",
                          item=str(session.name),

@@ -92,6 +92,9 @@ class ProjectConfig:
     weights_dir: str = MISSING
     weights: Weights = field(default_factory=Weights)
     fit_sessions: List[str] = field(default_factory=list)
+    allow_missing_cameras: bool = False   # a session without one of `cameras` runs (with a recorded warning)
+    calibration_source: str = "board"     # board | refined: the camera file triangulation/gimbal/sync_check read
+    sync: str = "off"                     # off | auto: triangulation/gimbal use the alignment sync_check detected
 
 
 @dataclass
@@ -128,7 +131,9 @@ MAX_DIRNAME = 120
 
 def short_dirname(overrides: str) -> str:
     """``${mck_dirname:${hydra.job.override_dirname}}``: the overrides as a folder name, cut to ``MAX_DIRNAME``
-    bytes with a hash of the whole so that long override lists stay distinct and valid."""
+    bytes with a hash of the whole so that long override lists stay distinct and valid. A ``/`` in a value (a path,
+    or ``../..``) becomes ``_``: the run dir stays one folder under ``outputs/runs/STEP/``."""
+    overrides = overrides.replace("/", "_").replace("\\", "_")
     if len(overrides.encode()) <= MAX_DIRNAME:
         return overrides
     digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]

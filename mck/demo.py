@@ -1,10 +1,11 @@
-"""``python -m mck demo [root=DIR] [frames=N] [sessions=N] [tiny=true]``: the whole pipeline on the built-in
+"""``python -m mck demo [root=DIR] [frames=N] [sessions=N] [tiny=true] [OVERRIDES…]``: the whole pipeline on the built-in
 synthetic 6-camera project, through the real entry point, as a user would type it — ``synth`` (if the project is not
 there yet), then ``python -m mck pipeline experiment=demo`` (``experiment=tiny`` for the tiny project) — then a score
 table against the ground truth and the status table. A second run skips everything finished.
 
 The demo holds no configuration: the sizes are the experiments ``conf/experiment/demo.yaml`` and ``tiny.yaml``
-(``demo.frames`` / ``demo.tiny`` say what ``synth`` generates)."""
+(``demo.frames`` / ``demo.tiny`` say what ``synth`` generates). Other ``key=value`` arguments go to ``pipeline`` and
+``status`` as they are, e.g. ``hydra/launcher=slurm`` submits the whole demo to SLURM at once."""
 
 from __future__ import annotations
 
@@ -30,20 +31,26 @@ def _is_tiny(root: Path) -> bool:
         return False
 
 
-def _parse(argv: list[str]) -> dict[str, str]:
+def _parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The demo's own options, and the overrides passed on to ``pipeline`` and ``status``."""
     opts = {"root": str(REPO_ROOT / "outputs" / "demo"), "tiny": "false", "frames": "", "sessions": ""}
+    overrides = []
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep or key not in opts:
-            raise SystemExit(f"mck demo: unknown argument {arg!r} (use root=DIR, tiny=true, frames=N, sessions=N)")
-        opts[key] = value
-    return opts
+        if not sep:
+            raise SystemExit(f"mck demo: unknown argument {arg!r} (use root=DIR, tiny=true, frames=N, sessions=N, "
+                             "or a config override such as hydra/launcher=slurm)")
+        if key in opts:
+            opts[key] = value
+        else:
+            overrides.append(arg)
+    return opts, overrides
 
 
 def main(argv: list[str]) -> int:
     from mck.preparse import compose_root
 
-    opts = _parse(argv)
+    opts, overrides = _parse(argv)
     root = Path(opts["root"]).resolve()
     env = {**os.environ, "MCK_DATA_ROOT": str(root)}
     started = time.time()
@@ -64,14 +71,15 @@ def main(argv: list[str]) -> int:
         _run(synth, env)
     else:
         print(f"mck demo: using the synthetic project in {root}")
-    _run([sys.executable, "-m", "mck", "pipeline", f"experiment={experiment}"], env)
+    _run([sys.executable, "-m", "mck", "pipeline", f"experiment={experiment}", *overrides], env)
     print(f"\nmck demo: finished in {time.time() - started:.0f} s\n")
     if importlib.util.find_spec("mck.score") is not None:
         from mck.score import main as score_main
 
         score_main([str(root)])
     print()
-    _run([sys.executable, "-m", "mck", "status", f"experiment={experiment}"], env, check=False)
+    status_overrides = [o for o in overrides if not o.startswith(("hydra/", "hydra.", "+hydra"))]
+    _run([sys.executable, "-m", "mck", "status", f"experiment={experiment}", *status_overrides], env, check=False)
     return 0
 
 

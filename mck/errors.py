@@ -36,5 +36,9 @@ class StepError(MckError):
     """A step failed for a reason that is neither bad config nor bad input (e.g. too few detections)."""
 
 
+class DiskFullError(StepError):
+    """An output could not be written: no space left (or over quota) where it goes. Nothing was left half-written."""
+
+
 class NotImplementedStep(ConfigError):
     """The step has a config file but its code does not exist yet."""

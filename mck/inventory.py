@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from mck.errors import ConfigError
+from mck.layout import unsafe_name
 
 ITEM_GROUPS = ("video", "session", "calibration")
 
@@ -97,6 +100,7 @@ class Inventory:
     videos: dict[str, Item]
     sessions: dict[str, Item]
     calibrations: dict[str, Item]
+    refused: dict[str, str] = field(default_factory=dict)   # folder with videos → why it is not an item
 
     def group(self, kind: str) -> dict[str, Item]:
         return {"video": self.videos, "session": self.sessions, "calibration": self.calibrations}[kind]
@@ -111,6 +115,37 @@ class Inventory:
         if item is None:
             raise unknown_item_error(kind, name, self.group(kind), self.settings)
         return item_node(self.settings, item, self.calibration_for(item.session) if kind != "calibration" else None)
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_.+\-@%:]+$")
+
+
+@functools.lru_cache(maxsize=4096)
+def override_problem(name: str) -> str | None:
+    """Why ``name`` cannot be written as an item on Hydra's command line (``video=NAME``, a ``glob(…)`` sweep), or
+    None. Item names come from folder names; a ``(``, ``,``, ``[``, quote, ``${`` or the like would break every
+    sweep over the group (Hydra's override grammar), so such folders are refused at discovery."""
+    if _PLAIN.match(name):
+        return None
+    bad = sorted({c for c in name if not (c.isalnum() or c in "_.+-@%:")})
+    shown = " ".join(repr(c) for c in bad) or repr(name)
+    if "${" in name:
+        return "it contains '${' (an interpolation in Hydra's override grammar)"
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        override = OverridesParser.create().parse_override(f"item={name}")
+        value = override.value()
+        if not override.is_sweep_override() and value is not None and str(value) == name:
+            return None
+    except Exception:  # noqa: BLE001 — any parse failure means the name cannot be used
+        pass
+    return f"it contains {shown}, which Hydra's override grammar cannot take"
+
+
+def safe_name_for(name: str) -> str:
+    """A suggestion for renaming: every character outside ``[A-Za-z0-9_.+-]`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.+\-]", "_", name)
 
 
 def split_video_name(filename: str, extensions: Iterable[str]) -> tuple[str, str] | None:
@@ -143,6 +178,7 @@ def scan(settings: Settings) -> Inventory:
     videos: dict[str, Item] = {}
     sessions: dict[str, Item] = {}
     calibrations: dict[str, Item] = {}
+    refused: dict[str, str] = {}
     root = settings.data_root
     if not os.path.isdir(root):
         raise ConfigError(f"data root {root} does not exist",
@@ -154,6 +190,10 @@ def scan(settings: Settings) -> Inventory:
             cams = _session_videos(settings, folder.path, folder.name)
             if not cams:
                 continue
+            problem = override_problem(folder.name)
+            if problem:
+                refused[folder.name] = problem
+                continue
             out = os.path.join(settings.output_root, folder.name)
             if settings.is_calibration(folder.name):
                 calibrations[folder.name] = Item("calibration", folder.name, folder.name, folder.path, out, cams)
@@ -162,11 +202,14 @@ def scan(settings: Settings) -> Inventory:
             for cam, path in cams.items():
                 name = f"{folder.name}.{cam}"
                 videos[name] = Item("video", name, folder.name, folder.path, out, {cam: path})
-    return Inventory(settings, videos, sessions, calibrations)
+    return Inventory(settings, videos, sessions, calibrations, refused)
 
 
 def find_item(settings: Settings, kind: str, name: str) -> Item | None:
-    """Look up one item by name with a couple of ``stat`` calls (no directory scan)."""
+    """Look up one item by name with a couple of ``stat`` calls (no directory scan). Names with a path separator
+    or ``..`` are never items (they would point outside the data root)."""
+    if unsafe_name(name) or override_problem(name):
+        return None
     if kind == "video":
         session, dot, camera = name.rpartition(".")
         if not dot or camera not in settings.cameras or settings.is_calibration(session):
@@ -233,7 +276,71 @@ def _alignment(settings: Settings, item: Item) -> str | None:
     return path if os.path.isfile(path) else None
 
 
+def refused_message(folder: str, problem: str) -> str:
+    """The one-line reason a folder with videos is not an item."""
+    return (f"{folder}: folder is not used: {problem} (rename the folder and its videos, e.g. to "
+            f"{safe_name_for(folder)!r})")
+
+
+def folder_problem(settings: Settings, kind: str, name: str) -> tuple[str, str] | None:
+    """(what, fix) when a folder for the session/calibration (or the session of a video) named ``name`` exists but
+    is not that item: its name cannot be an override, it has no videos, its videos use other camera names or another
+    session prefix, or ``calibration_pattern`` puts it in the other group. None when there is no such folder."""
+    folder_name = name.rpartition(".")[0] if kind == "video" else name
+    if not folder_name or unsafe_name(folder_name):
+        return None
+    folder = os.path.join(settings.data_root, folder_name)
+    if not os.path.isdir(folder):
+        return None
+    problem = override_problem(folder_name)
+    if problem:
+        return (f"folder {folder_name!r} is not used: {problem}",
+                f"rename the folder and its videos, e.g. to {safe_name_for(folder_name)!r}")
+    try:
+        files = sorted(e.name for e in os.scandir(folder) if e.is_file())
+    except OSError as exc:
+        return f"folder {folder} cannot be read ({exc.strerror})", "check its permissions"
+    parts = [split_video_name(f, settings.extensions) for f in files]
+    videos = [(f, p) for f, p in zip(files, parts) if p]
+    example = f"{folder_name}.{settings.cameras[0]}.{settings.extensions[0]}"
+    if not videos:
+        return (f"folder {folder} has no videos (extensions {', '.join(settings.extensions)})",
+                f"videos are named SESSION.CAMERA.EXT, e.g. {example}")
+    mine = [p[1] for _, p in videos if p[0] == folder_name]
+    if not mine:
+        return (f"its videos ({', '.join(f for f, _ in videos[:2])}…) do not start with the folder name",
+                f"rename them SESSION.CAMERA.EXT, e.g. {example}")
+    if not set(mine) & set(settings.cameras):
+        return (f"its videos use cameras {', '.join(sorted(set(mine)))}, none of project.cameras "
+                f"({', '.join(settings.cameras)})", "rename the videos, or set project.cameras to these names")
+    pattern = settings.calibration_pattern
+    if kind == "calibration" and not settings.is_calibration(folder_name):
+        return f"it does not match calibration_pattern {pattern!r}, so it is a session", \
+            "rename it or set project.calibration_pattern"
+    if kind in ("session", "video") and settings.is_calibration(folder_name):
+        return f"it matches calibration_pattern {pattern!r}, so it is a calibration", \
+            "use calibration=… or set project.calibration_pattern"
+    if kind == "video":
+        camera = name.rpartition(".")[2]
+        if camera not in settings.cameras:
+            return (f"camera {camera!r} is not one of project.cameras ({', '.join(settings.cameras)})",
+                    "choose one of: " + ", ".join(f"{folder_name}.{c}" for c in sorted(mine)))
+        return (f"there is no {name}.{'/'.join(settings.extensions)} in {folder}",
+                "choose one of: " + ", ".join(f"{folder_name}.{c}" for c in sorted(mine)))
+    return None
+
+
+def empty_hint(settings: Settings) -> str:
+    """What a data root with no items should hold."""
+    return (f"none found: a session is a folder SESSION holding videos SESSION.CAMERA.{settings.extensions[0]} for "
+            f"cameras {', '.join(settings.cameras)}; set project.data_root=… or MCK_DATA_ROOT, or run "
+            f"`python -m mck synth DIR` for a demo project")
+
+
 def unknown_item_error(kind: str, name: str, existing: Iterable[str], settings: Settings) -> ConfigError:
+    why = folder_problem(settings, kind, name)
+    if why:
+        return ConfigError(f"not a {kind}: {why[0]}", item=name, fix=why[1])
     existing = sorted(existing)
     close = difflib.get_close_matches(name, existing, n=5, cutoff=0.5)
     if close:
@@ -241,7 +348,7 @@ def unknown_item_error(kind: str, name: str, existing: Iterable[str], settings: 
     elif existing:
         hint = f"{len(existing)} exist, e.g. {', '.join(existing[:5])}"
     else:
-        hint = f"none found under {settings.data_root}"
+        hint = empty_hint(settings)
     return ConfigError(f"no {kind} named {name!r} under {settings.data_root}", fix=hint)
 
 

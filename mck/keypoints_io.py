@@ -1,4 +1,4 @@
-"""``{video}.keypoints.h5`` — per-video 2D keypoints (§D.6), read and written in one place.
+"""``{video}.keypoints.h5`` — per-video 2D keypoints (docs/algorithms.md §D.6), read and written in one place.
 
 Layout: ``uv`` (T, 15, 2) float32 distorted pixels (x right, y down), ``conf`` (T, 15) float32 in [0, 1].
 The detection step writes it with ``save_keypoints``; triangulation and QC read it with ``load_keypoints``.

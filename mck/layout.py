@@ -23,6 +23,36 @@ def output_paths(level: str, item: str, output_dir: str, output_name: str, also:
     return [os.path.join(output_dir, f"{item}.{n}") for n in names]
 
 
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` cannot be an item or output file name (a path separator, ``..``, a leading dot, a control
+    character), or None when it is a plain file name."""
+    name = str(name)
+    if not name or name in (".", ".."):
+        return "it is empty or '.' or '..'"
+    if "/" in name or "\\" in name or os.sep in name:
+        return "it contains a path separator"
+    if ".." in name.split("."):
+        return "it contains '..'"
+    if name.startswith("."):
+        return "it starts with '.'"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it contains a control character"
+    return None
+
+
+def unsafe_output_name(name: str) -> str | None:
+    """Why ``name`` cannot be a step's output name, or None. Unlike item names, an output may sit in a sub-folder
+    of its item's folder (``report/index.html``): every part must be a plain file name, never absolute or ``..``."""
+    name = str(name)
+    if name.startswith(("/", "\\")) or os.path.isabs(name):
+        return "it is an absolute path"
+    for part in name.replace("\\", "/").split("/"):
+        why = unsafe_name(part)
+        if why:
+            return why
+    return None
+
+
 def variant_key(output_name: str) -> str:
     """A directory-safe name for a step variant (its primary output name)."""
     return output_name.replace(os.sep, "__")

@@ -100,11 +100,20 @@ def _quote(name: str) -> str:
     return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _chosen_rows(root, statuses: list) -> list:
+    """The status row of each step for the variants this run writes (a step upstream of every tagged step keeps
+    its default output name, so its default row is the one that counts)."""
+    from mck.graph import build_graph
+
+    graph = build_graph(root)
+    return [s for s in statuses if s.output_name == graph.node(s.step).output_name]
+
+
 def plan(root, selection: dict[str, set[str]], steps: list[str], overwrite: bool) -> list[StepPlan]:
     """What each step has to do for the selection (from ``status``: one stat per output, no composition)."""
     from mck.status import compute
 
-    statuses = {s.step: s for s in compute(root, steps) if not s.variants or s.variants == dict(root.variants)}
+    statuses = {s.step: s for s in _chosen_rows(root, compute(root, steps))}
     plans = []
     for step in steps:
         st = statuses[step]
@@ -187,6 +196,8 @@ def main(argv: list[str]) -> int:
         cmd = [sys.executable, "-m", "mck", f"step={p.step}", *overrides]
         if p.level != "project":
             cmd += ["-m", f"{p.level}=" + ",".join(_quote(i) for i in p.todo)]
+        elif slurm:
+            cmd.append("-m")      # a multirun of one job: through the SLURM launcher (afterok on queued producers)
         elif p.step == "report" and ran_any and not p.todo:
             cmd.append("overwrite=true")
         if slurm:
@@ -203,9 +214,15 @@ def main(argv: list[str]) -> int:
     print(f"\nmck pipeline: finished ({timings or 'nothing to do'})")
     from mck.status import compute, format_text
 
-    statuses = [s for s in compute(root, steps) if not s.variants or s.variants == dict(root.variants)]
+    statuses = _chosen_rows(root, compute(root, steps))
     print(format_text(statuses))
-    bad = any(p.returncode not in (None, 0) for p in plans) or any(s.counts["failed"] for s in statuses)
+    selected = {s.step: [i for i in s.items if s.level == "project" or i in selection[s.level]] for s in statuses}
+    unfinished = {s.step: sum(s.items[i] in ("failed", "blocked", "pending") for i in selected[s.step])
+                  for s in statuses}
+    bad = any(p.returncode not in (None, 0) for p in plans) or any(unfinished.values())
+    if any(unfinished.values()):
+        print("mck pipeline: not finished: " + ", ".join(f"{k} {v}" for k, v in unfinished.items() if v)
+              + " item(s) failed, blocked or pending (see the reasons above)", file=sys.stderr)
     return 1 if bad else 0
 
 

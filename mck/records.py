@@ -97,7 +97,14 @@ class Lock:
 def try_lock(output_root: str, step: str, output_name: str, item: str) -> tuple[Lock | None, dict | None]:
     """Take the item's lock. Returns (lock, None) or (None, owner-of-the-live-lock)."""
     path = layout.lock_path(output_root, step, output_name, item)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from mck.io import disk_full, is_disk_full
+
+        if is_disk_full(exc):
+            raise disk_full(path) from None
+        raise
     me = job_identity()
     for _ in range(3):
         try:
@@ -113,8 +120,17 @@ def try_lock(output_root: str, step: str, output_name: str, item: str) -> tuple[
                 os.rename(path, stale)   # atomic: only one contender wins the takeover
                 stale.unlink()
             continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+        except OSError as exc:       # e.g. disk full: never leave an empty lock behind
+            with contextlib.suppress(OSError):
+                path.unlink()
+            from mck.io import disk_full, is_disk_full
+
+            if is_disk_full(exc):
+                raise disk_full(path) from None
+            raise
         return Lock(path), None
     owner = layout.read_json(path) or {}
     return None, owner
@@ -139,6 +155,26 @@ def write_record(record: dict[str, Any], run_dir: str | None, output_root: str) 
     if run_dir:
         save_json(Path(run_dir) / "job.json", record)
     save_json(layout.record_path(output_root, record["step"], record["output_name"], record["item"]), record)
+
+
+def record_planning_failure(exc: Exception, run_dir: str | None = None) -> dict[str, Any] | None:
+    """Record an item's failure found while planning (bad input seen before the step ran), so that ``status``
+    shows it as failed. Only for errors that carry ``record_key`` (set by compile) and are not configuration errors
+    (those stop the whole sweep and belong to no item). Returns the record written, or None."""
+    from mck.errors import ConfigError
+
+    key = getattr(exc, "record_key", None)
+    if key is None or isinstance(exc, ConfigError):
+        return None
+    step, output_name, item, output_root = key
+    record = {"step": step, "output_name": output_name, "item": item, "run_dir": run_dir, **job_identity(),
+              "state": "failed", "phase": "planning", "error": exc.one_line() if hasattr(exc, "one_line") else str(exc),
+              "error_type": type(exc).__name__, "end": now()}
+    try:
+        write_record(record, run_dir, output_root)
+    except OSError:
+        return None
+    return record
 
 
 def read_record(output_root: str, step: str, output_name: str, item: str) -> dict | None:

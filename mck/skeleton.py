@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: The 15 keypoints in the order of the HRNet heatmaps, the labels and every ``keypoints.h5`` (§D.2).
+#: The 15 keypoints in the order of the HRNet heatmaps, the labels and every ``keypoints.h5`` (docs/algorithms.md §D.2).
 KEYPOINT_NAMES: tuple[str, ...] = (
     "tail_tip", "tail_base", "spine_low", "spine_mid", "spine_high", "left_ear", "right_ear", "forehead", "nose_tip",
     "left_hind_paw_front", "left_hind_paw_back", "right_hind_paw_front", "right_hind_paw_back", "left_fore_paw",
     "right_fore_paw",
 )
 
-#: Skeleton edges by name, in the lab's order (§C.1). ``tail_tip`` is not part of GIMBAL's skeleton.
+#: Skeleton edges by name, in the lab's order (docs/algorithms.md §C.1). ``tail_tip`` is not part of GIMBAL's skeleton.
 EDGES: tuple[tuple[str, str], ...] = (
     ("tail_base", "spine_low"), ("spine_low", "spine_mid"), ("spine_mid", "spine_high"), ("spine_high", "left_ear"),
     ("spine_high", "right_ear"), ("spine_high", "forehead"), ("forehead", "nose_tip"),
@@ -47,7 +47,7 @@ class NodeHierarchy:
 
 
 def build_node_hierarchy(bodyparts=USE_BODYPARTS, edges=EDGES, root: str = ROOT) -> NodeHierarchy:
-    """Depth-first pre-order from ``root``, neighbours visited in edge insertion order (§C.1).
+    """Depth-first pre-order from ``root``, neighbours visited in edge insertion order (docs/algorithms.md §C.1).
 
     Raises ValueError if the edges do not form a tree over ``bodyparts``.
     """

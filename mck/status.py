@@ -37,9 +37,9 @@ class StepStatus:
     failed: list[tuple[str, str]] = field(default_factory=list)
     running: list[tuple[str, str]] = field(default_factory=list)
     blocked: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)     # done items with failed QC checks
     items: dict[str, str] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=dict)
+    findings: list[tuple[str, str]] = field(default_factory=list)   # (item, message): e.g. sync_check's
 
     @property
     def label(self) -> str:
@@ -125,8 +125,10 @@ def compute(root: Any, steps: list[str] | None = None) -> list[StepStatus]:
                 paths = layout.output_paths(node.level, item, out_dir, node.outputs[0], node.outputs[1:])
                 if all(layout.output_exists(p) for p in paths):
                     state = "done"
-                    if node.level == "calibration":
-                        st.warnings += [(item, line) for line in calibration_warnings(paths[0])]
+                    st.findings.extend((item, m) for m in _findings(paths[0]))
+                    if node.level == "calibration":      # failed calibration QC checks
+                        st.findings.extend((item, f"calibration QC: {line}")
+                                           for line in calibration_warnings(paths[0]))
                 else:
                     state = _not_done(settings, st, item, node, graph, items, resolver, states, errors)
                 st.counts[state] += 1
@@ -154,6 +156,14 @@ def compute(root: Any, steps: list[str] | None = None) -> list[StepStatus]:
             if steps is None or name in steps:
                 result.append(st)
     return result
+
+
+def _findings(path: str) -> list[str]:
+    """The messages a done output reports about its item (``{session}.sync.json``: the sync findings)."""
+    if not path.endswith(".sync.json"):
+        return []
+    data = layout.read_json(path) or {}
+    return [str(f.get("message")) for f in data.get("findings") or [] if f.get("message")]
 
 
 def _recorded_output_names(output_root: str, step: str) -> list[str]:
@@ -232,8 +242,9 @@ def format_text(statuses: list[StepStatus], show_items: int = 20) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for st in statuses:
         for kind, entries, shown in (("failed ", st.failed, show_items), ("running", st.running, show_items),
-                                     ("blocked", st.blocked, 2), ("warning", st.warnings, show_items)):
+                                     ("blocked", st.blocked, 2), ("check  ", st.findings, show_items)):
             for item, text in entries[:shown]:
+                text = text[len(item) + 2:] if text.startswith(f"{item}: ") else text
                 lines.append(f"{kind} {st.step} {item}: {text}")
             if len(entries) > shown:
                 lines.append(f"{kind} {st.step}: … and {len(entries) - shown} more (--json lists all)")
@@ -244,8 +255,8 @@ def as_json(statuses: list[StepStatus]) -> list[dict[str, Any]]:
     return [{"step": s.step, "variant": s.output_name, "variants": s.variants, "level": s.level, "counts": s.counts,
              "failed": [{"item": i, "error": e} for i, e in s.failed],
              "running": [{"item": i, "job_id": j} for i, j in s.running],
-             "blocked": [{"item": i, "reason": r} for i, r in s.blocked],
-             "warnings": [{"item": i, "warning": w} for i, w in s.warnings], "items": s.items} for s in statuses]
+             "blocked": [{"item": i, "reason": r} for i, r in s.blocked], "items": s.items,
+             "findings": [{"item": i, "message": m} for i, m in s.findings]} for s in statuses]
 
 
 def timing(project: DictConfig, step: str) -> str:
@@ -266,18 +277,134 @@ def timing(project: DictConfig, step: str) -> str:
             f"p5 {q[0]:.4g}, p95 {q[-1]:.4g}, max {max(values):.4g} (configured sec_per_frame={configured})")
 
 
+@dataclass
+class StepCost:
+    """Predicted compute of one step: ``frames`` over its ``items`` (per item for ``--session-frames``),
+    ``sec_per_frame`` from finished jobs (``source`` "measured (n jobs)") or the config ("configured");
+    steps without frames (project/calibration training, reports) cost their measured median job time or
+    ``min_minutes``."""
+
+    step: str
+    level: str
+    items: int
+    frames: int
+    sec_per_frame: float
+    source: str
+    hours: float
+    gpu: bool
+
+
+def measured_sec_per_frame(output_root: str, step: str) -> tuple[list[float], list[float]]:
+    """(seconds/frame, seconds) of every finished job of ``step`` with a frame count / elapsed time."""
+    base = layout.state_dir(output_root) / "records" / step
+    per_frame, seconds = [], []
+    for path in base.glob("*/*.json"):
+        rec = layout.read_json(path) or {}
+        if rec.get("state") == "done" and rec.get("elapsed_s"):
+            seconds.append(float(rec["elapsed_s"]))
+            if rec.get("nframes"):
+                per_frame.append(rec["elapsed_s"] / rec["nframes"])
+    return per_frame, seconds
+
+
+def predict_costs(root: Any, steps: list[str] | None = None, session_frames: int | None = None,
+                  cameras: int | None = None) -> list[StepCost]:
+    """Per step, predicted compute hours for the project's items (the sum over them), or with ``session_frames``
+    for one hypothetical session of that many frames × ``cameras`` videos (default: the project's largest
+    session, else 6)."""
+    from mck.compile import count_frames_cached
+
+    root = _as_root(root)
+    project = root.project
+    settings = Settings.from_project(project)
+    inv = scan(settings)
+    sessions = inv.group("session")
+    if cameras is None:
+        cameras = max((len(it.videos) for it in sessions.values()), default=0) or 6
+    frames_of: dict[str, int] = {}
+
+    def video_frames(item) -> int:
+        if item.name not in frames_of:
+            counts = [count_frames_cached(str(p), str(item.output_dir), f"{item.session}.{cam}")
+                      for cam, p in item.videos.items()]
+            frames_of[item.name] = max([c for c in counts if c] or [0])
+        return frames_of[item.name]
+
+    out = []
+    graph = build_graph(root, variants={})
+    for name in graph.order:
+        if steps and name not in steps:
+            continue
+        node = graph.node(name)
+        slurm = step_spec(name, project).slurm_params
+        per_frame, seconds = measured_sec_per_frame(settings.output_root, name)
+        if session_frames is not None:
+            if node.level in ("project", "calibration"):
+                continue
+            count = cameras if node.level == "video" else 1
+            frames = count * int(session_frames)
+        else:
+            group = inv.group(node.level) if node.level != "project" else {}
+            count = len(group) if node.level != "project" else 1
+            frames = sum(video_frames(it) for it in group.values())
+        if per_frame:
+            spf, source = statistics.median(per_frame), f"measured ({len(per_frame)} jobs)"
+        else:
+            spf, source = float(slurm.sec_per_frame), "configured"
+        hours = frames * spf / 3600.0
+        if not frames or spf == 0.0:
+            if seconds:
+                hours, source = count * statistics.median(seconds) / 3600.0, f"measured job time ({len(seconds)} jobs)"
+            else:
+                hours, source = count * float(slurm.min_minutes) / 60.0, "min_minutes"
+        out.append(StepCost(name, node.level, count, frames, spf, source, hours, bool(slurm.gpu)))
+    return out
+
+
+def format_costs(costs: list[StepCost], sessions: int | None = None) -> str:
+    rows = [("step", "level", "items", "frames", "s/frame", "source", "device", "hours")]
+    for c in costs:
+        rows.append((c.step, c.level, str(c.items), str(c.frames), f"{c.sec_per_frame:.4g}", c.source,
+                     "gpu" if c.gpu else "cpu", f"{c.hours:.2f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(col.ljust(w) for col, w in zip(r, widths)).rstrip() for r in rows]
+    per_session = sum(c.hours for c in costs if c.level in ("video", "session"))
+    other = sum(c.hours for c in costs if c.level not in ("video", "session"))
+    if sessions is None:
+        lines.append(f"total for one session: {per_session:.2f} compute hours "
+                     f"(gpu steps {sum(c.hours for c in costs if c.gpu):.2f} h)")
+    else:
+        lines.append(f"total: {per_session:.2f} compute hours over {sessions} session(s)"
+                     + (f" = {per_session / sessions:.2f} h per session" if sessions else "")
+                     + f"; once per project/calibration: {other:.2f} h")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mck status", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--timing", action="store_true", help="measured seconds/frame vs configured, per step")
+    parser.add_argument("--timing", action="store_true", help="measured seconds/frame vs configured, per step, and "
+                        "the predicted compute hours of the project's items and per session")
+    parser.add_argument("--session-frames", type=int, default=None,
+                        help="with --timing: predict one session of this many frames (216000 = 2 h at 30 Hz)")
     parser.add_argument("overrides", nargs="*", help="experiment=… project=… project.KEY=… variants.STEP=TAG step=STEP")
     args = parser.parse_args(argv)
+    from mck.__main__ import check_step_override
+
+    check_step_override(args.overrides)
     steps = [o.split("=", 1)[1] for o in args.overrides if o.startswith("step=")]
     overrides = [o for o in args.overrides if not o.startswith("step=")]
     root = compose_root(overrides)
-    if args.timing:
-        for step in steps or step_names(root):
-            print(timing(root.project, step))
+    if args.timing or args.session_frames:
+        if args.session_frames is None:
+            for step in steps or step_names(root):
+                print(timing(root.project, step))
+            print()
+            settings = Settings.from_project(root.project)
+            print(format_costs(predict_costs(root, steps or None), len(scan(settings).group("session"))))
+        else:
+            print(f"one session of {args.session_frames} frames:")
+            print(format_costs(predict_costs(root, steps or None, session_frames=args.session_frames)))
         return 0
     statuses = compute(root, steps or None)
     if args.json:
@@ -285,4 +412,17 @@ def main(argv: list[str]) -> int:
         print()
     else:
         print(format_text(statuses))
+    _explain_items(Settings.from_project(root.project))
     return 0
+
+
+def _explain_items(settings: Settings) -> None:
+    """On stderr: the folders discovery refused, and a hint when the data root holds no items at all."""
+    from mck.__main__ import warn_refused
+    from mck.inventory import empty_hint
+
+    inv = scan(settings)
+    warn_refused(inv)
+    if not (inv.videos or inv.sessions or inv.calibrations):
+        print(f"mck: warning: {settings.data_root}: no videos, sessions or calibrations ({empty_hint(settings)})",
+              file=sys.stderr)

@@ -44,8 +44,9 @@ def video_info(path: str | Path) -> VideoInfo:
             return VideoInfo(path, frames, float(rate), stream.codec_context.width, stream.codec_context.height,
                              stream.codec_context.name)
     except (av.error.FFmpegError, IndexError, OSError) as exc:
-        raise InputError(f"cannot open video ({exc.__class__.__name__}: {exc})", path=path,
-                         fix="check that the file is a complete, readable video") from exc
+        reason = getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__
+        raise InputError(f"cannot open video: {reason.strip().rstrip('.')}", path=path,
+                         fix="the file is damaged or truncated; re-copy it from the acquisition machine") from exc
 
 
 def _decode(path: str, start: int, stop: int | None, gray: bool) -> Iterator[np.ndarray]:

@@ -54,3 +54,13 @@ def run_mck(args: list[str], data_root: Path | None, cwd: Path, check: bool | No
 def status_json(data_root: Path, cwd: Path, *extra: str) -> dict:
     proc = run_mck(["status", "--json", *extra], data_root, cwd, check=True)
     return {(s["step"], s["variant"]): s for s in json.loads(proc.stdout)}
+
+
+def slurm_up() -> bool:
+    """A SLURM controller answers and has a usable node (the local cluster of ../shared/slurm)."""
+    import shutil
+
+    if not shutil.which("sinfo"):
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mix", "alloc"))

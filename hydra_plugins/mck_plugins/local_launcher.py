@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import List, Sequence
 
@@ -31,7 +32,7 @@ class MckLocalLauncher(BasicLauncher):
         app.RESULTS.extend(not_run_records(planned))
         for p in planned:
             if p.job is None:
-                print(f"mck: error: {' '.join(p.overrides)}: {p.error}")
+                print(p.error_line, file=sys.stderr)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         if runnable:
             sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,7 @@ class MckSlurmLauncher(BaseSubmititLauncher):
         app.RESULTS.extend(not_run_records(planned))
         for p in planned:
             if p.job is None:
-                print(f"mck: error: {' '.join(p.overrides)}: {p.error}", file=sys.stderr)
+                print(p.error_line, file=sys.stderr)
         if not runnable:
             skipped = {}
             for rec in not_run_records(planned):
@@ -127,7 +127,7 @@ class MckSlurmLauncher(BaseSubmititLauncher):
     def _array_params(members: list[tuple[Planned, dict[str, Any]]]) -> dict[str, Any]:
         params = dict(members[0][1])
         if len(members) > 1:
-            params["job_name"] = f"mck.{members[0][0].job.step}"
+            params["job_name"] = slurm.job_name(f"mck.{members[0][0].job.step}")
         return params
 
     @staticmethod

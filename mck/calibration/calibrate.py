@@ -1,4 +1,4 @@
-"""Camera calibration from chessboard corners seen by several cameras (§A.3, §A.4), fixed where the lab's
+"""Camera calibration from chessboard corners seen by several cameras (docs/algorithms.md §A.3, §A.4), fixed where the lab's
 version was fragile:
 
 * intrinsics per camera with ``cv2.calibrateCamera`` (k1, k2 and tangential p1, p2; k3 fixed), on a seeded
@@ -13,7 +13,7 @@ version was fragile:
   adjustment, every (camera, frame) view whose mean reprojection error exceeds ``max(outlier_px, 5 × median)`` —
   and the adjustment is repeated. A view with a wrongly ordered corner set (a mirrored or shifted grid) cannot fit
   a rigid board and is rejected there. The **adjusted** parameters are returned (the lab's driver saved the
-  initial ones — §E quirk 1).
+  initial ones — docs/algorithms.md §E quirk 1).
 
 Arrays: ``corners`` (cameras, frames, points, 2) px, NaN where not detected; ``object_points`` (points, 3) mm.
 Camera parameter vector (14): ``fx, fy, cx, cy, k1, k2, p1, p2, rx, ry, rz, tx, ty, tz`` (world → camera);

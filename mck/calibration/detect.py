@@ -1,23 +1,24 @@
-"""Chessboard detection with the lab's anchor-dot ordering (§A.2), fast and verified.
+"""Chessboard detection with the lab's anchor-dot ordering (docs/algorithms.md §A.2), fast and verified.
 
-Per frame (``detect_chessboard_scored``):
+Per frame (``detect_chessboard_scored``), built for real footage (IR-dark arenas with bright LED arrays, small and
+oblique boards, motion blur, H.264; ``python -m mck synth --realism realistic`` renders it):
 
-1. **Locate** the board: chessboard X-corners are saddle points of the (slightly blurred) image, where the Hessian
-   determinant is strongly negative. Peaks of ``−det H`` above a threshold relative to the frame's strongest one (and
-   to the frame's own noise level) are clustered; a frame without a cluster of at least 12 saddle points has no
-   board (a few milliseconds, where OpenCV's detector would search the whole frame).
-2. **Detect** on the crop around the cluster, upscaled so that the corner spacing is ≥ ``target_square_px``
-   (small boards: squares of 4–6 px need 3×): OpenCV's classic ``findChessboardCorners`` (adaptive threshold,
-   normalisation, fast check). ``thorough=True`` adds the full classic search and the sector-based
-   ``findChessboardCornersSB`` (slower; rarely needed).
-3. **Refine** the corners with ``cornerSubPix`` on the full-resolution image (half-window ≈ 0.45 square: the
-   largest that stays clear of the neighbouring corners; 0.10 px mean error on the default synthetic videos).
+1. **Locate** candidate regions (``board_regions``): saddle points (maxima of ``−det H``) above a level set by the
+   frame's noise — not by its brightest feature, so a saturated LED array does not hide a dim board — grouped by
+   proximity; a prior ``roi`` (e.g. the neighbouring frames' detection) is searched first.
+2. **Detect** on each region's crop, upscaled so the squares are ≥ ``target_square_px`` (small boards: 3–6 px
+   squares need 3–5×): OpenCV's classic detector (fast check); the sector-based ``findChessboardCornersSB``
+   (ACCURACY) on the contrast-normalised (CLAHE) crop; the saddle-point lattice of ``mck.calibration.lattice``
+   (survives blur and foreshortening that defeat both); SB exhaustive on the best region. When a region exists but
+   none yields a board, the whole frame at 1× and 2× (the plain OpenCV recipe) is the fallback.
+3. **Refine** classic and lattice corners with ``cornerSubPix`` (half-window ≈ 0.45 square) on the crop; SB's
+   ACCURACY corners are kept as they are.
 4. **Verify** the grid, so that a wrong detection never reaches the bundle adjustment: the 35 corners must fit a
-   plane homography (max residual < ``max_grid_residual`` squares + 0.8 px — a corner that wandered fails); the
-   squares the homography predicts must alternate dark/light with the expected parity, and the ring of cells just
-   outside the checker area must be light (the printed margin) — a grid shifted by a row, or a wrong grid on a
-   textured background, fails.
-5. **Order** the corners with the anchor dot template (§A.2): point 0 is the corner nearest the dot. An ambiguous
+   plane homography (max residual < ``max_grid_residual`` squares + 1.2 px — a corner that wandered fails); the
+   squares the homography predicts must alternate dark/light with the expected parity (≤ 10 % of cells off, for a
+   glare spot), and the ring of cells just outside the checker area must be light (the printed margin) — a grid
+   shifted by a row, an LED array or a wrong grid on a textured background fails.
+5. **Order** the corners by the anchor dot (docs/algorithms.md §A.2): point 0 is the corner nearest the dot. An ambiguous
    dot (best − second score < ``match_score_min_diff``, or best < ``min_anchor_score``) rejects the frame.
 """
 
@@ -244,8 +245,8 @@ def _grid_homography(corners: np.ndarray, board_shape):
 
 def verify_grid(gray: np.ndarray, corners: np.ndarray, board_shape, max_grid_residual: float = 0.1) -> bool:
     """True when ``corners`` (N, 2) (OpenCV row-major order, any of the 4 orientations) are a chessboard's internal
-    corners: they fit a plane homography to within ``max_grid_residual`` squares + 0.8 px (measured on the
-    synthetic videos: ≤ 0.6 px at 640×512, ≤ 1.2 px at 320×256), the predicted squares alternate dark/light, and
+    corners: they fit a plane homography to within ``max_grid_residual`` squares + 1.2 px (figures:
+    docs/algorithms.md, Measured figures), the predicted squares alternate dark/light, and
     the cells just outside the checker area are light."""
     if not np.isfinite(corners).all():
         return False
@@ -288,7 +289,7 @@ def verify_grid(gray: np.ndarray, corners: np.ndarray, board_shape, max_grid_res
 
 
 def reorder_chessboard_corners(gray: np.ndarray, corners: np.ndarray, board_shape) -> tuple[np.ndarray, np.ndarray]:
-    """§A.2: canonical order from the anchor dot. Returns (corners reordered, scores sorted descending (4,))."""
+    """docs/algorithms.md §A.2: canonical order from the anchor dot → (corners reordered, scores sorted descending (4,))."""
     cols, rows = board_shape
     G = corners.reshape(rows, cols, 2)
     r, c = np.mgrid[0:rows, 0:cols]

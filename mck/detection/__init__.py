@@ -2,7 +2,7 @@
 
 Modules: ``centernet`` / ``hrnet`` (architectures whose state dicts match the lab's files key for key),
 ``load`` (strict loading), ``preprocess`` (batched CLAHE, subsample, crop), ``postprocess`` (heatmap parsing),
-``infer`` (batched video inference), ``labels`` (Scale-AI label reader, §D.3), ``train`` (training, §D.4/§D.5).
+``infer`` (batched video inference), ``labels`` (Scale-AI labels, docs/algorithms.md §D.3), ``train`` (§D.4/§D.5).
 No Hydra, omegaconf or h5py here: file writing lives in ``mck.steps``.
 """
 from mck.detection.centernet import ConvNet

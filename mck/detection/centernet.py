@@ -1,4 +1,4 @@
-"""CenterNet centroid network ("ConvNet", §D.1): 4 × [conv3×3 → BN → ReLU → maxpool2] → 1×1 conv → sigmoid.
+"""CenterNet centroid network ("ConvNet", docs/algorithms.md §D.1): 4 × [conv3×3, BN, ReLU, maxpool2], 1×1 conv, sigmoid.
 
 State-dict names match the lab's ``centernet.pth`` (``conv1..conv4``, ``bn1..bn4``, ``conv_final``).
 Output stride 16 with respect to the input.

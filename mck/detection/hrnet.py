@@ -1,4 +1,4 @@
-"""HRNet keypoint network (§D.2), the lab's HRNet-W32 variant with a stride-2 then stride-1 stem.
+"""HRNet keypoint network (docs/algorithms.md §D.2), the lab's HRNet-W32 variant with a stride-2 then stride-1 stem.
 
 Module names follow the lab's ``hrnet_*.pth`` state dicts exactly (``conv1``, ``bn1``, ``conv2``, ``bn2``,
 ``layer1``, ``transition1..3``, ``stage2..4``, ``final_layer``), so those files load with ``strict=True``.

@@ -1,4 +1,4 @@
-"""Batched inference on frame batches (§D.1, §D.2), plus the helpers the video steps share.
+"""Batched inference on frame batches (docs/algorithms.md §D.1, §D.2), plus the helpers the video steps share.
 
 The forward pass runs under ``torch.inference_mode``; on CUDA with fp16 autocast and channels_last, on CPU with
 all the process's cores (``use_all_cores``). Decoding happens in ``mck.video.iter_frames``' background thread.
@@ -25,8 +25,8 @@ def use_all_cores() -> int:
 
 
 def prepare(model: nn.Module, device: torch.device) -> nn.Module:
-    """Eval mode on ``device``, channels_last (faster convolutions on CUDA and on CPU: 1.2–1.7× measured on 2
-    cores; same outputs to float round-off)."""
+    """Eval mode on ``device``, channels_last (faster convolutions on CUDA and on CPU,
+    figures: docs/algorithms.md, Measured figures; same outputs to float round-off)."""
     return model.to(device).eval().to(memory_format=torch.channels_last)
 
 
@@ -47,7 +47,7 @@ def forward(model: nn.Module, images: np.ndarray) -> np.ndarray:
 def predict_centroids(model: nn.Module, frames: np.ndarray, subpixel: bool = False) -> np.ndarray:
     """Full-res grey frames (B, H, W) uint8 → centroids (B, 2) ``[u, v]`` full-res px (int64, or float64 if subpixel).
 
-    Subsample by 2, CLAHE, /255, ConvNet, blur 7×7 σ=2, parse (§D.1). ``subpixel=False`` is the lab's parsing
+    Subsample by 2, CLAHE, /255, ConvNet, blur 7×7 σ=2, parse (docs/algorithms.md §D.1). ``subpixel=False``: the lab's parsing
     exactly (reflected blur border); ``subpixel=True`` also blurs with a zero border, so a peak near the edge of the
     map is not pulled onto the edge row (``postprocess.blur_centernet``).
     """
@@ -61,7 +61,7 @@ def predict_keypoints(model: nn.Module, frames: np.ndarray, centers: np.ndarray,
                       subpixel: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Frames (B, H, W) uint8 and integer crop centres (B, 2) → uv (B, K, 2) full-frame px, conf (B, K).
 
-    Crop ``crop_size`` around each centre (zero padding), CLAHE on the crop, HRNet, argmax parse (§D.2).
+    Crop ``crop_size`` around each centre (zero padded), CLAHE on it, HRNet, argmax parse (docs/algorithms.md §D.2).
     """
     centers = np.asarray(centers, dtype=np.int64)
     images = preprocess.clahe(preprocess.crop(frames, centers, crop_size))
@@ -72,7 +72,7 @@ def predict_keypoints(model: nn.Module, frames: np.ndarray, centers: np.ndarray,
 
 
 def smooth_centroids(centroids: np.ndarray) -> np.ndarray:
-    """§D.2 step 1: temporal median filter (11 frames × 1, reflect borders) per coordinate, cast to int64.
+    """docs/algorithms.md §D.2 step 1: temporal median filter (11 frames × 1, reflect borders) per coordinate → int64.
 
     Non-integer (sub-pixel) centroids are rounded to the nearest pixel before casting.
     """

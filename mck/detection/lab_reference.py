@@ -1,4 +1,4 @@
-"""The lab's per-frame inference (§D.1, §D.2), one frame at a time with batch size 1, as the reference that mck's
+"""The lab's per-frame inference (docs/algorithms.md §D.1, §D.2), one frame at a time (batch size 1), the reference that mck's
 batched inference is tested and benchmarked against (``subpixel=False`` must reproduce it).
 
 Grey frames are uint8 (H, W) full-resolution; outputs are in full-frame px.
@@ -23,7 +23,7 @@ def _clahe(img: np.ndarray) -> np.ndarray:
 
 
 def lab_centroid(model: torch.nn.Module, frame: np.ndarray) -> np.ndarray:
-    """§D.1: subsample by 2, CLAHE, /255, forward, blur 7×7 σ=2, argmax of the row and column maxima → (2,) int64
+    """docs/algorithms.md §D.1: subsample by 2, CLAHE, /255, forward, blur 7×7 σ=2, argmax of row and column maxima → (2,) int64
     ``[u, v]`` (32 px cells)."""
     x = torch.from_numpy(_clahe(frame[::2, ::2]).astype(np.float32) / 255.0)[None, None]
     with torch.no_grad():
@@ -33,7 +33,7 @@ def lab_centroid(model: torch.nn.Module, frame: np.ndarray) -> np.ndarray:
 
 
 def lab_keypoints(model: torch.nn.Module, frame: np.ndarray, center, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """§D.2 steps 2–6: paste the ``size`` window around ``center`` (truncated to int) on a zero canvas, CLAHE,
+    """docs/algorithms.md §D.2 steps 2–6: paste the ``size`` window around ``center`` (int) on a zero canvas, CLAHE,
     forward, argmax per heatmap → ``uv`` (K, 2) float32 full-frame px (2 px cells), ``conf`` (K,) in [0, 1]."""
     x, y = int(center[0]), int(center[1])
     half = size // 2

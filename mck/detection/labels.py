@@ -1,4 +1,4 @@
-"""Read the lab's labels (§D.3): Scale-AI JSON result files (lists of tasks) + the labelled JPEGs.
+"""Read the lab's labels (docs/algorithms.md §D.3): Scale-AI JSON result files (lists of tasks) + the labelled JPEGs.
 
 Per task: keypoint names at ``params.geometries.point.objects_to_annotate``, image file name at
 ``metadata.filename`` (``{session}.{camera}.{frame}.jpg``, stored under ``images/{session}/``), points at
@@ -74,7 +74,7 @@ def read_labels(labels_dir: str | Path, names: tuple[str, ...] = tuple(KEYPOINT_
 
 
 def split_train_test(items: list, fraction: float = 0.1, seed: int = 0) -> tuple[list, list]:
-    """The lab's split (§D.3): iterate sorted items with numpy seed ``seed``; ``uniform() < fraction`` → test."""
+    """The lab's split (docs/algorithms.md §D.3): sorted items, numpy seed ``seed``; ``uniform() < fraction`` → test."""
     rng = np.random.RandomState(seed)
     train, test = [], []
     for item in items:

@@ -7,6 +7,7 @@ file and the first mismatching key; never a half-loaded model.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,15 +28,34 @@ def _read_state_dict(path: str | os.PathLike, kind: str) -> dict[str, torch.Tens
         raise InputError(f"{kind} weights file not found", path=str(path),
                          fix=f"train it (step train_{kind.lower()}) or point the project config at the lab's file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"cannot read {kind} weights ({type(exc).__name__}: {exc})", path=str(path),
-                         fix="expected a torch state dict saved with torch.save(model.state_dict(), path)") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's own text advises weights_only=False (arbitrary code): never repeat it
+        raise InputError(f"cannot read {kind} weights: {_why_unreadable(path)}", path=str(path),
+                         fix="expected a state dict written by torch.save; re-copy or re-train it") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise InputError(f"{kind} weights file is not a state dict (got {type(obj).__name__})", path=str(path))
     return obj
+
+
+def _why_unreadable(path: Path) -> str:
+    """A short reason a file did not load as plain tensors (from its first bytes, not torch's message)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        return f"cannot open it ({exc.strerror})"
+    if size == 0:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "the torch archive is corrupted or truncated"
+    if head[:1] == b"\x80":
+        return "it is a pickle of Python objects other than tensors; mck loads only plain state dicts"
+    return "not a torch weights file"
 
 
 def _shape(sd: dict, key: str, dim: int, path, kind: str) -> int:

@@ -1,8 +1,8 @@
-"""Heatmap parsing (§D.1, §D.2).
+"""Heatmap parsing (docs/algorithms.md §D.1, §D.2).
 
 ``subpixel=False`` reproduces the lab's argmax parsing exactly (integer coordinates, first maximum wins);
 ``subpixel=True`` refines the argmax by a per-axis quadratic fit through the peak and its two neighbours
-(offset clipped to ±0.5 cell), removing the 2 px / 32 px quantisation (§E QUIRK 12).
+(offset clipped to ±0.5 cell), removing the 2 px / 32 px quantisation (docs/algorithms.md §E QUIRK 12).
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _refine(maps: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> tuple[np.ndarra
 def parse_centernet(maps: np.ndarray, subpixel: bool = False) -> np.ndarray:
     """CenterNet output maps (B, h, w) (already blurred) → centroids (B, 2) ``[u, v]`` full-res px.
 
-    subpixel=False: int64, ``u = 32·argmax(max over rows)``, ``v = 32·argmax(max over columns)`` (§D.1).
+    subpixel=False: int64, ``u = 32·argmax(max over rows)``, ``v = 32·argmax(max over cols)`` (docs/algorithms.md §D.1).
     subpixel=True: float64, refined around the same peak.
     """
     ix = np.argmax(maps.max(axis=1), axis=1)
@@ -64,7 +64,7 @@ def parse_centernet(maps: np.ndarray, subpixel: bool = False) -> np.ndarray:
 
 
 def parse_hrnet(heatmaps: np.ndarray, subpixel: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """HRNet heatmaps (B, K, h, w) → crop coordinates uv (B, K, 2) and confidence (B, K) in [0, 1] (§D.2).
+    """HRNet heatmaps (B, K, h, w) → crop coordinates uv (B, K, 2), confidence (B, K) in [0, 1] (docs/algorithms.md §D.2).
 
     subpixel=False: ``uv = 2·(idx mod w, idx div w)`` of the flattened argmax (integers as float64).
     """

@@ -1,4 +1,4 @@
-"""Batched pre-processing (§D.1, §D.2): subsample, CLAHE (clip 2.0, 32×32 tiles), zero-padded crops.
+"""Batched pre-processing (docs/algorithms.md §D.1, §D.2): subsample, CLAHE (clip 2.0, 32×32 tiles), zero-padded crops.
 
 Frames are grey uint8 arrays ``(B, H, W)`` (channel 0 of the lab's 3-channel monochrome video).
 """

@@ -1,10 +1,10 @@
-"""Training of CenterNet (§D.4) and HRNet (§D.5) with the §E QUIRK 11 fixes.
+"""Training of CenterNet (docs/algorithms.md §D.4) and HRNet (§D.5) with the §E QUIRK 11 fixes.
 
 Differences from the lab's notebooks, on purpose: the model is in ``train()`` mode (BatchNorm learns); CLAHE is
 applied at the same stage as at inference (on the half-res image for CenterNet, on the crop for HRNet); missing
 HRNet labels are masked out of the loss. Augmentation (numpy/OpenCV, no albumentations): random affine
 (p 0.8, scale ±0.2, rotation ±25°, shift ±0.0625), Gaussian noise (p 0.25, variance 10–50), brightness/contrast
-±0.1 (p 0.5). The validation split is the lab's (§D.3); the median pixel error on it is measured every epoch.
+±0.1 (p 0.5). The validation split is the lab's (docs/algorithms.md §D.3); its median pixel error is measured every epoch.
 A checkpoint (model, optimiser, RNG states, history) is written after every epoch and training resumes from it;
 the weights with the best validation error are returned. Everything is seeded.
 """
@@ -28,8 +28,8 @@ from mck.detection.hrnet import HRNet
 from mck.detection.labels import LabelledImage, split_train_test
 from mck.runtime import Preempted, stop_requested
 
-HRNET_SIGMA_DIVISOR = 100.0    # exp(-d²/100) in crop px (§D.5)
-CENTERNET_DIVISOR = 1600.0     # exp(-d²/1600) in half-res px (§D.4)
+HRNET_SIGMA_DIVISOR = 100.0    # exp(-d²/100) in crop px (docs/algorithms.md §D.5)
+CENTERNET_DIVISOR = 1600.0     # exp(-d²/1600) in half-res px (docs/algorithms.md §D.4)
 
 
 @dataclass
@@ -91,7 +91,7 @@ def hrnet_sample(rng, img: np.ndarray, kp: np.ndarray, crop_size: int, augment: 
                  center: np.ndarray | None = None):
     """(image uint8 (crop, crop) after CLAHE, keypoints in crop px (K, 2) NaN = missing).
 
-    As the lab's (§D.5), the random shift is ±6.25 % of the square window ``min(H, W) − 2`` the lab augments before
+    As the lab's (docs/algorithms.md §D.5) the random shift is ±6.25 % of the square window ``min(H, W) − 2`` the lab augments before
     its central crop — not of the crop — so the net sees the animal as far off-centre as the CenterNet centroid
     (median of keypoints, ±1–2 cells) puts it at inference.
     """
@@ -163,8 +163,17 @@ def _fit(kind: str, model: nn.Module, items: list[LabelledImage], *, epochs: int
     result = TrainResult(state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     start_epoch = 0
     ckpt = Path(checkpoint) if checkpoint else None
+    state = None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        try:   # our own checkpoint (optimizer and RNG states need full unpickling); a damaged one: start over
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            state["model"], state["optimizer"], state["rng"], state["result"], state["epoch"]  # noqa: B018
+        except Exception as exc:  # noqa: BLE001
+            if log:
+                log.warning("%s: ignoring unreadable checkpoint %s (%s); training from the start", kind, ckpt.name,
+                            type(exc).__name__)
+            state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         rng.set_state(state["rng"]["np"])

@@ -83,7 +83,7 @@ def project(points: np.ndarray, extrinsics: np.ndarray, intrinsics: Intrinsics) 
 def undistort_points(uv: np.ndarray, K: np.ndarray, dist: np.ndarray, iterations: int = 5) -> np.ndarray:
     """Distorted pixels ``(..., 2)`` → ideal (undistorted) pixels, same shape, NaN stays NaN.
 
-    The same fixed-point iteration as OpenCV's ``undistortPoints(pts, K, dist, P=K)`` (5 iterations, §A.7).
+    The fixed-point iteration of OpenCV's ``undistortPoints(pts, K, dist, P=K)`` (5 iterations, docs/algorithms.md §A.7).
     """
     K = np.asarray(K, dtype=float)
     k1, k2, p1, p2, k3 = (np.asarray(dist, dtype=float).ravel().tolist() + [0.0] * 5)[:5]

@@ -1,4 +1,4 @@
-"""GIMBAL: skeletal-prior MCMC smoothing of multi-camera keypoints, in JAX (algorithms.md §C).
+"""GIMBAL: skeletal-prior MCMC smoothing of multi-camera keypoints, in JAX (docs/algorithms.md §C).
 
 Layout (jax-moseq style): :mod:`mck.gimbal.model` builds the model arrays and evaluates log-densities,
 :mod:`mck.gimbal.distributions` samples vMF / von Mises, :mod:`mck.gimbal.hmm` samples pose-state sequences,

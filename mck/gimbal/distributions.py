@@ -38,13 +38,14 @@ def sample_vmf(key, mean, kappa):
     uniform = jr.uniform(k_w, shape, dtype=mean.dtype)
     small = kappa < _SMALL_KAPPA
     safe = jnp.where(small, 1.0, kappa)
-    # w = 1 + log(U + (1 − U) e^{−2κ}) / κ, written with log1p/expm1 so neither end loses precision.
-    w = 1.0 + jnp.log1p((1.0 - uniform) * jnp.expm1(-2.0 * safe)) / safe
-    w = jnp.where(small, 2.0 * uniform - 1.0, w)
-    w = jnp.clip(w, -1.0, 1.0)
+    # δ = 1 − w = −log(U + (1 − U) e^{−2κ}) / κ, written with log1p/expm1 so neither end loses precision; the
+    # radial part √(1 − w²) = √(δ (2 − δ)) from δ itself (1 − w² cancels catastrophically in float32 at large κ).
+    delta = -jnp.log1p((1.0 - uniform) * jnp.expm1(-2.0 * safe)) / safe
+    delta = jnp.clip(jnp.where(small, 2.0 * (1.0 - uniform), delta), 0.0, 2.0)
+    w = 1.0 - delta
     psi = jr.uniform(k_psi, shape, dtype=mean.dtype, maxval=2 * jnp.pi)
     e1, e2 = _tangent_basis(mean)
-    radial = jnp.sqrt(jnp.clip(1.0 - w * w, 0.0, None))
+    radial = jnp.sqrt(delta * (2.0 - delta))
     return (w[..., None] * mean
             + radial[..., None] * (jnp.cos(psi)[..., None] * e1 + jnp.sin(psi)[..., None] * e2))
 
@@ -66,7 +67,12 @@ def sample_von_mises(key, loc, concentration):
     distribution. The acceptance rate is ≥ 66 % for every κ, so the loop ends after a few rounds.
     """
     shape = jnp.shape(concentration)
-    dtype = jnp.result_type(loc, concentration, jnp.float32)
+    out_dtype = jnp.result_type(loc, concentration, jnp.float32)
+    # Best & Fisher's r − 1 ≈ 1/(2κ)... cancels in float32 for κ ≳ 10³; the draws are (N,)-sized, so they are made
+    # in float64 whenever 64-bit JAX is on, whatever the chain's dtype.
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else out_dtype
+    loc = jnp.asarray(loc, dtype)
+    concentration = jnp.asarray(concentration, dtype)
     small = concentration < 1e-6
     kappa = jnp.where(small, 1.0, concentration)
     tau = 1.0 + jnp.sqrt(1.0 + 4.0 * kappa * kappa)
@@ -98,7 +104,7 @@ def sample_von_mises(key, loc, concentration):
     theta, _, key = jax.lax.while_loop(cond, body, (theta, done, key))
     uniform = jr.uniform(key, shape, dtype=dtype, minval=-jnp.pi, maxval=jnp.pi)
     theta = jnp.where(small, uniform, theta + loc)
-    return jnp.arctan2(jnp.sin(theta), jnp.cos(theta))
+    return jnp.arctan2(jnp.sin(theta), jnp.cos(theta)).astype(out_dtype)
 
 
 def sample_gamma(key, shape_param):

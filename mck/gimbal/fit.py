@@ -1,7 +1,7 @@
-"""Fitting GIMBAL's parameters from 3D poses (algorithms.md §C.8): a mixture of vMF products by EM for the pose
+"""Fitting GIMBAL's parameters from 3D poses (docs/algorithms.md §C.8): a mixture of vMF products by EM for the pose
 states, bone lengths, observation inlier variances. Writes the lab's dict layout.
 
-Deliberate difference from the lab's notebook (§E quirk 9): bone lengths are measured on node-ordered poses, so
+Deliberately unlike the lab's notebook (docs/algorithms.md §E quirk 9): bone lengths are measured on node-ordered poses, so
 every node gets the length of its own bone (the notebook used use-bodypart order for the poses but node order for
 the parents, which gives most paw nodes unrelated distances).
 """
@@ -122,7 +122,7 @@ def fit_params(positions_3d, parents, *, reprojection_errors=None, confidences=N
                num_cameras: int | None = None, num_states: int = 50, num_iters: int = 1000,
                indices_egocentric=(0, 2), seed: int = 1, node_names=None, camera_names=None,
                radii=None) -> dict:
-    """Fit the parameter dict (§C.8) from node-ordered 3D poses ``positions_3d`` (T, K, 3) mm.
+    """Fit the parameter dict (docs/algorithms.md §C.8) from node-ordered 3D poses ``positions_3d`` (T, K, 3) mm.
 
     Frames with any NaN are dropped. ``reprojection_errors`` (C, T', K) px gives ``obs_inlier_variance``;
     without it the variance is the cap (100 px²) for ``num_cameras`` cameras. With ``confidences`` (C, T', K) as

@@ -78,38 +78,68 @@ def _parallel_filter(likelihoods, prior, transition_matrix):
 
 
 def sample_states(key, log_likelihoods, initial, transition_matrix, states, block_frames: int,
-                  method: str = "sequential"):
+                  method: str = "sequential", batch_blocks: int = 8):
     """Draw s (N,) from p(s | ℓ, π, A) — exactly when N ≤ ``block_frames``; otherwise a blocked-Gibbs update of
     the current ``states`` (N,) in blocks of ``block_frames`` (static). ``method="parallel"`` filters with the
-    lab's associative scan (same distribution, O(N·S³)). Returns (N,) int32."""
-    n, num_states = log_likelihoods.shape
-    likelihoods = jnp.exp(log_likelihoods - jnp.max(log_likelihoods, axis=1, keepdims=True))
+    lab's associative scan (same distribution, O(N·S³)). Returns (N,) int32.
+
+    ``log_likelihoods``: (N, S), or a function ``frames (..., L) int → (..., L, S)`` that computes them for the
+    frames asked (then ``states`` gives N). With a function, the per-state tensors only ever exist for
+    ``batch_blocks`` blocks at a time (peak memory ∝ batch_blocks · block_frames · S, not N · S); each pass updates
+    only the blocks of its parity (half the work of sampling every block and keeping half)."""
+    n = states.shape[0]
+    if not callable(log_likelihoods):
+        table = log_likelihoods
+        log_likelihoods = lambda frames: table[frames]  # noqa: E731
+    dtype = initial.dtype
+    num_states = initial.shape[0]
+
+    def likelihoods_of(frames):
+        valid = frames < n
+        ll = log_likelihoods(jnp.minimum(frames, n - 1))
+        lik = jnp.exp(ll - jnp.max(ll, axis=-1, keepdims=True))
+        # Padded frames have a flat likelihood: summing them out leaves the real frames' posterior unchanged.
+        return jnp.where(valid[..., None], lik, 1.0).astype(dtype)
+
     if method == "parallel":
+        likelihoods = likelihoods_of(jnp.arange(n))
         filtered = _parallel_filter(likelihoods, initial, transition_matrix)
-        return _backward_sample(key, filtered, jnp.ones(num_states, likelihoods.dtype), transition_matrix)
+        return _backward_sample(key, filtered, jnp.ones(num_states, dtype), transition_matrix)
     if n <= block_frames:
-        return _ffbs(key, likelihoods, initial, jnp.ones(num_states, likelihoods.dtype), transition_matrix)
+        return _ffbs(key, likelihoods_of(jnp.arange(n)), initial, jnp.ones(num_states, dtype), transition_matrix)
     n_blocks = -(-n // block_frames)
+    n_blocks += n_blocks % 2                                   # an even count: every parity has n_blocks / 2
     padded = n_blocks * block_frames
-    # Padded frames have a flat likelihood: summing them out leaves the real frames' posterior unchanged.
-    lik_blocks = jnp.concatenate([likelihoods, jnp.ones((padded - n, num_states), likelihoods.dtype)])
-    lik_blocks = lik_blocks.reshape(n_blocks, block_frames, num_states)
+    half = n_blocks // 2
+    batch = max(1, min(int(batch_blocks), half))
+    n_batches = -(-half // batch)
     states = jnp.concatenate([states.astype(jnp.int32), jnp.zeros(padded - n, jnp.int32)])
-    block_index = jnp.arange(n_blocks)
-    starts = block_index * block_frames
-    ends = starts + block_frames - 1
+    offsets = jnp.arange(block_frames)
     sampler = jax.vmap(_ffbs, in_axes=(0, 0, 0, 0, None))
     for parity, sub in enumerate(jr.split(key, 2)):
+        # The blocks of this parity, padded to whole batches by repeating the last (its result is dropped).
+        index = jnp.minimum(parity + 2 * jnp.arange(n_batches * batch), n_blocks - 1)
+        starts = index * block_frames
+        ends = starts + block_frames - 1
         left = states[jnp.maximum(starts - 1, 0)]
         right = states[jnp.minimum(ends + 1, padded - 1)]
-        priors = jnp.where((block_index > 0)[:, None], transition_matrix[left], initial[None])
+        priors = jnp.where((starts > 0)[:, None], transition_matrix[left], initial[None])
         right_factors = jnp.where(((ends + 1) < n)[:, None], transition_matrix[:, right].T, 1.0)
-        proposal = sampler(jr.split(sub, n_blocks), lik_blocks, priors, right_factors, transition_matrix)
-        update = (block_index % 2 == parity)[:, None]
-        states = jnp.where(update, proposal, states.reshape(n_blocks, block_frames)).reshape(-1)
+        keys = jr.split(sub, n_batches * batch)
+
+        def one_batch(args):
+            k, s, prior, right_factor = args
+            lik = likelihoods_of(s[:, None] + offsets[None])                  # (batch, L, S): the only per-state
+            return sampler(k, lik, prior, right_factor, transition_matrix)     # tensors alive at once
+
+        shaped = lambda a: a.reshape(n_batches, batch, *a.shape[1:])  # noqa: E731
+        proposal = jax.lax.map(one_batch, (shaped(keys), shaped(starts), shaped(priors), shaped(right_factors)))
+        proposal = proposal.reshape(n_batches * batch, block_frames)[:half]
+        blocks = states.reshape(n_blocks, block_frames)
+        states = blocks.at[parity + 2 * jnp.arange(half)].set(proposal).reshape(-1)
     return states[:n]
 
 
-def transition_counts(states, num_states: int):
-    """n_ij = #{t : s_t = i, s_{t+1} = j}, (S, S)."""
-    return jnp.zeros((num_states, num_states)).at[states[:-1], states[1:]].add(1.0)
+def transition_counts(states, num_states: int, dtype=jnp.float64):
+    """n_ij = #{t : s_t = i, s_{t+1} = j}, (S, S) of ``dtype`` (float32 counts are exact up to 2²⁴ frames)."""
+    return jnp.zeros((num_states, num_states), dtype).at[states[:-1], states[1:]].add(1.0)

@@ -1,14 +1,14 @@
-"""GIMBAL's model: parameter arrays and log-densities (algorithms.md §C.3–C.4).
+"""GIMBAL's model: parameter arrays and log-densities (docs/algorithms.md §C.3–C.4).
 
 Shapes: N frames, C cameras, K keypoints (node order, root first), S pose states.
 ``positions`` x (N, K, 3) mm, world frame · ``directions`` u (N, K, 3) unit vectors, u[:, 0] = 0 ·
 ``headings`` h (N,) rad about world z · ``states`` s (N,) int · ``outliers`` z (N, C, K) bool ·
 ``observations`` y (N, C, K, 2) undistorted px, with ``observed`` (N, C, K) bool (missing views are masked out of
-the likelihood — the lab's NaN defect, §C.9, fixed).
+the likelihood — the lab's NaN defect, docs/algorithms.md §C.9, fixed).
 
 Deliberate differences from the lab's code (each only matters where the lab's is wrong):
 * the log joint uses log π_{s₀} and log A[s_t, s_{t+1}] (row = from), where the lab's trace adds Σ log π and
-  indexes A[s_{t+1}, s_t] (§C.4 quirk; the ``ll.npy`` trace differs by those terms, no sampling step does);
+  indexes A[s_{t+1}, s_t] (docs/algorithms.md §C.4 quirk; the ``ll.npy`` trace differs by those terms, no sampling step);
 * the skeletal factor is evaluated as Σ_k N(x_k; x_par(k) + r_k u_k, σ²_k I), which equals the lab's precision form
   −½xᵀJx + ηᵀx without its explicit, badly conditioned inverse; the ε = 1e-6 ridge is dropped.
 """
@@ -24,7 +24,7 @@ from mck.gimbal.distributions import vmf_log_normalizer
 
 LOG_2PI = float(np.log(2 * np.pi))
 
-#: The pipeline's values (§C.3, §C.7).
+#: The pipeline's values (docs/algorithms.md §C.3, §C.7).
 ROOT_RADIAL_VARIANCE = 1e8
 INITIAL_VARIANCE = 1e8
 MIN_RADIAL_VARIANCE = 1e-2  # mm²: floor for bones whose fitted length never varies (HMC would be unstable)
@@ -59,7 +59,7 @@ class Model(NamedTuple):
 
 def make_model(params: dict, camera_matrices, *, pos_dt_variance=1.0, obs_outlier_variance=1e6,
                state_transition_count=1.0, obs_inlier_variance=None, dtype="float64") -> Model:
-    """Model arrays from a parameter dict in the lab's ``gimbal_params.p`` layout (§C.8 item 6) and the cameras.
+    """Model arrays from a parameter dict in the lab's ``gimbal_params.p`` layout (docs/algorithms.md §C.8) and the cameras.
 
     Scalars or arrays broadcast: ``pos_dt_variance`` to (K,), ``obs_outlier_variance`` / ``obs_inlier_variance``
     (default: the dict's) to (C, K) — an (N, C, K) ``obs_inlier_variance`` is kept per detection —,
@@ -116,8 +116,8 @@ def project(camera_matrices, positions):
 
 
 def rotate_z(angle, vectors):
-    """R_z(angle) v for ``vectors`` (N, K, 3) and ``angle`` (N,) rad (counter-clockwise about +z)."""
-    c, s = jnp.cos(angle)[:, None], jnp.sin(angle)[:, None]
+    """R_z(angle) v for ``vectors`` (..., K, 3) and ``angle`` (...) rad (counter-clockwise about +z)."""
+    c, s = jnp.cos(angle)[..., None], jnp.sin(angle)[..., None]
     x, y = vectors[..., 0], vectors[..., 1]
     return jnp.stack([c * x - s * y, s * x + c * y, vectors[..., 2]], axis=-1)
 
@@ -143,10 +143,18 @@ def skeletal_log_prob(model: Model, positions, directions):
     return jnp.sum(-0.5 * sq / model.radial_variance - 1.5 * (LOG_2PI + jnp.log(model.radial_variance)), axis=-1)
 
 
-def dynamics_log_prob(model: Model, positions):
-    """Gaussian random walk Σ_t log N(x_{t+1}; x_t, τ² I) + log N(x_0; 0, 1e8 I), a scalar."""
+def accumulator_dtype(dtype):
+    """The dtype that session-long sums are accumulated in: float64 whenever 64-bit JAX is on (a float32 sum of
+    10⁷ terms of size 10² keeps no digit after the point), else ``dtype``."""
+    import jax
+
+    return jnp.float64 if jax.config.jax_enable_x64 else dtype
+
+
+def dynamics_log_prob(model: Model, positions, dtype=None):
+    """Gaussian random walk Σ_t log N(x_{t+1}; x_t, τ² I) + log N(x_0; 0, 1e8 I), a scalar (summed in ``dtype``)."""
     step = jnp.sum((positions[1:] - positions[:-1]) ** 2, axis=-1)
-    walk = jnp.sum(-0.5 * step / model.dt_variance - 1.5 * (LOG_2PI + jnp.log(model.dt_variance)))
+    walk = jnp.sum(-0.5 * step / model.dt_variance - 1.5 * (LOG_2PI + jnp.log(model.dt_variance)), dtype=dtype)
     first = jnp.sum(-0.5 * jnp.sum(positions[0] ** 2, axis=-1) / model.initial_variance
                     - 1.5 * (LOG_2PI + jnp.log(model.initial_variance)))
     return walk + first
@@ -160,33 +168,54 @@ def positions_log_prob(model: Model, positions, directions, observations, observ
 
 
 def state_log_likelihoods(model: Model, directions, headings):
-    """ℓ_t(s) = Σ_k log vMF(R_z(−h_t) u_tk; μ_sk, κ_sk), (N, S). The root (u = 0, κ = 0) adds a constant."""
+    """ℓ_t(s) = Σ_k log vMF(R_z(−h_t) u_tk; μ_sk, κ_sk), (..., S) for ``directions`` (..., K, 3) and ``headings``
+    (...). The root (u = 0, κ = 0) adds a constant."""
     canonical = rotate_z(-headings, directions)
     weighted_means = model.state_concentrations[..., None] * model.state_directions      # (S, K, 3)
-    return (jnp.einsum("nkd,skd->ns", canonical, weighted_means)
+    return (jnp.einsum("...kd,skd->...s", canonical, weighted_means)
             + jnp.sum(vmf_log_normalizer(model.state_concentrations), axis=-1))
+
+
+def state_log_likelihood_of(model: Model, directions, headings, states):
+    """ℓ_t(s_t) (N,): :func:`state_log_likelihoods` at each frame's own state only (no (N, S) tensor)."""
+    canonical = rotate_z(-headings, directions)
+    weighted_means = model.state_concentrations[states][..., None] * model.state_directions[states]  # (N, K, 3)
+    return (jnp.sum(canonical * weighted_means, axis=(-2, -1))
+            + jnp.sum(vmf_log_normalizer(model.state_concentrations), axis=-1)[states])
 
 
 def log_joint(model: Model, positions, directions, headings, states, transition_matrix, outliers,
               observations, observed, outlier_probability):
-    """The full log joint (§C.4, with the trace quirks fixed — see the module docstring), a scalar."""
+    """The full log joint (docs/algorithms.md §C.4, with the trace quirks fixed — see the module docstring), a
+    scalar, summed in :func:`accumulator_dtype` (float64 for float32 chains too)."""
+    acc = accumulator_dtype(positions.dtype)
     log_rho = jnp.log(outlier_probability)
     log_not_rho = jnp.log1p(-outlier_probability)
     bernoulli = jnp.where(observed, jnp.where(outliers, log_rho, log_not_rho), 0.0)
-    n = states.shape[0]
-    state_terms = (jnp.sum(state_log_likelihoods(model, directions, headings)[jnp.arange(n), states])
-                   + model.state_log_probability[states[0]]
-                   + jnp.sum(jnp.log(transition_matrix[states[:-1], states[1:]])))
-    return (positions_log_prob(model, positions, directions, observations, observed, outliers)
-            + jnp.sum(bernoulli) + state_terms)
+    state_terms = (jnp.sum(state_log_likelihood_of(model, directions, headings, states), dtype=acc)
+                   + model.state_log_probability[states[0]].astype(acc)
+                   + jnp.sum(jnp.log(transition_matrix[states[:-1], states[1:]]), dtype=acc))
+    positions_terms = (jnp.sum(observation_log_prob(model, positions, observations, observed, outliers), dtype=acc)
+                       + jnp.sum(skeletal_log_prob(model, positions, directions), dtype=acc)
+                       + dynamics_log_prob(model, positions, acc))
+    return positions_terms + jnp.sum(bernoulli, dtype=acc) + state_terms
 
 
 def positions_value_and_grad(model: Model, positions, directions, observations, observed, outliers):
-    """:func:`positions_log_prob` and its gradient (N, K, 3), written out by hand (§C.6 step 1's formulas) so that
+    """:func:`positions_log_prob` and its gradient (N, K, 3), by hand (docs/algorithms.md §C.6 step 1's formulas) so that
     each term is one fused elementwise pass — several times faster than reverse-mode autodiff on CPUs.
     ``tests/gimbal`` checks it against ``jax.grad``."""
     obs, skel, steps, initial, grad = _positions_terms(model, positions, directions, observations, observed, outliers)
     return obs.sum() + skel.sum() + steps.sum() + initial, grad
+
+
+def positions_terms_and_grad(model: Model, positions, directions, observations, observed, outliers):
+    """:func:`positions_log_prob` as a vector of terms whose sum it is — per frame observations + skeleton (N,),
+    the N − 1 random-walk steps, the initial prior — and the gradient (N, K, 3). The HMC energy difference is
+    taken term by term (``Σ (terms₁ − terms₀)``), which float32 resolves where the difference of two session-long
+    sums (≈ 10⁷ each) would not."""
+    obs, skel, steps, initial, grad = _positions_terms(model, positions, directions, observations, observed, outliers)
+    return jnp.concatenate([obs + skel, steps, initial[None]]), grad
 
 
 def positions_frame_values_and_grad(model: Model, positions, directions, observations, observed, outliers):

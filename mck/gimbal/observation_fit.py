@@ -5,10 +5,9 @@ The model, per detection (camera c, frame t, keypoint k; ``r`` the 2D residual i
     p(r | q) = (1 − ρ(q)) N₂(r; 0, σ²_ck q^−α I) + ρ(q) N₂(r; 0, σ²_out I),   ρ(q) = sigmoid(gain · (center − q))
 
 The lab's GIMBAL fixes ρ's center 0.5 and gain 20, σ²_out = 1e6 px² and α = 0, and sets σ²_ck to the median
-squared reprojection error (algorithms.md §C.7/§C.8). Measured on the demo's detections, that outlier prior says
-0.7 % of detections at confidence 0.75 are wrong where 28 % lie more than 12 px off, and with the 1e6 px² outlier
-density a detection at that confidence counts as an inlier up to 22 px off (σ_ck 4 px); the errors' spread also
-falls with confidence (σ² ∝ q^−1.96 against the truth). Here every one of those numbers is fitted, by EM on the
+squared reprojection error (docs/algorithms.md §C.7/§C.8). On the demo's detections that outlier prior badly
+understates how often a mid-confidence detection is wrong, and the errors' spread falls with confidence (figures:
+docs/algorithms.md, Measured figures). Here every one of those numbers is fitted, by EM on the
 residuals of the robust triangulation, so the fit needs no ground truth.
 """
 

@@ -1,4 +1,4 @@
-"""The lab's ``gimbal_params.p`` (a joblib-pickled dict, algorithms.md §C.8 item 6), read and written unchanged.
+"""The lab's ``gimbal_params.p`` (a joblib-pickled dict, docs/algorithms.md §C.8 item 6), read and written unchanged.
 
 Keys: ``obs_inlier_variance`` (C, K) px², ``indices_egocentric`` [base, tip], ``parents`` (K,), ``radii`` (K,) mm,
 ``radii_std`` (K,) mm, ``kappas`` (S, K), ``mus`` (S, K, 3), ``pis`` (S,). mck adds ``node_names`` (K,) and
@@ -20,7 +20,7 @@ def load_params(path: str | os.PathLike) -> dict:
     try:
         params = joblib.load(path)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is "not a parameter file"
-        raise ValueError(f"{path}: not a GIMBAL parameter file ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"{path}: not a GIMBAL parameter file: it does not load with joblib") from exc
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a dict of arrays, found {type(params).__name__}")
     for key, ndim in REQUIRED.items():

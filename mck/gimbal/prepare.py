@@ -1,4 +1,4 @@
-"""Inputs for GIMBAL from detections and triangulations (algorithms.md §C.7). Pure numpy."""
+"""Inputs for GIMBAL from detections and triangulations (docs/algorithms.md §C.7). Pure numpy."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""GIMBAL's Gibbs sweep (algorithms.md §C.6): one ``resample_*`` function per conditional, in the lab's order,
+"""GIMBAL's Gibbs sweep (docs/algorithms.md §C.6): one ``resample_*`` function per conditional, in the lab's order,
 plus :func:`initialize`, :func:`run_iterations` (a jitted chunk of sweeps, resumable) and :func:`smooth`.
 
 Randomness: iteration ``i`` uses ``split(fold_in(PRNGKey(seed), i), 6)`` — one key per sub-step — so a run that is
 stopped after any iteration and resumed from its state gives exactly the samples of an uninterrupted run.
 
-Deliberate differences from the lab's code (algorithms.md §E): missing views are masked out of the likelihood
+Deliberate differences from the lab's code (docs/algorithms.md §E): missing views are masked out of the likelihood
 (quirk 8); the heading conditional weights each keypoint by κ (the exact conditional; quirk 5 — pass
 ``exact_heading=False`` for the lab's unweighted version); the initial heading points from the heading base to the
 tip keypoint as in the fitted canonical frame (quirk 6). Beyond the quirks: positions are updated by HMC with one
@@ -16,7 +16,7 @@ first-order random walk) instead of one for the whole session, whose acceptance 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import jax
@@ -31,6 +31,7 @@ from mck.gimbal.model import Model
 
 
 POSITION_UPDATES = ("frames", "joint")
+NOT_CONVERGED = 2 ** 31 - 1
 
 
 class Data(NamedTuple):
@@ -54,6 +55,7 @@ class SamplerState(NamedTuple):
     positions_sum: jnp.ndarray      # (N, K, 3) Σ of kept samples
     samples_kept: jnp.ndarray       # () int
     accepted: jnp.ndarray           # () float: HMC acceptances so far (fractions of frames for "frames" updates)
+    converged_at: jnp.ndarray       # () int32: iteration the convergence check passed (burn-in ends there) or 2³¹−1
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class SweepOptions:
     num_leapfrog_steps: int = 5
     exact_heading: bool = True
     state_block_frames: int = 4096
+    state_batch_blocks: int = 8        # blocks whose (block_frames, S) state tensors exist at once
     state_filter: str = "sequential"   # or "parallel": the lab's O(N·S³) associative scan (benchmark baseline)
     burn_in: int = 4000
     thin: int = 5
@@ -96,14 +99,16 @@ def resample_positions(key, model: Model, data: Data, state: SamplerState, step_
     eps = jnp.broadcast_to(jnp.asarray(step_size, state.positions.dtype), (state.positions.shape[1],))[:, None]
 
     def value_and_grad(x):
-        return M.positions_value_and_grad(model, x, state.directions, data.observations, data.observed,
+        return M.positions_terms_and_grad(model, x, state.directions, data.observations, data.observed,
                                           state.outliers)
 
     k_momentum, k_accept = jr.split(key)
     x0 = state.positions
     p0 = jr.normal(k_momentum, x0.shape, dtype=x0.dtype)
     x1, p1, logp0, logp1 = _leapfrog(value_and_grad, x0, p0, eps, num_leapfrog_steps)
-    log_ratio = (logp1 - 0.5 * jnp.sum(p1 ** 2)) - (logp0 - 0.5 * jnp.sum(p0 ** 2))
+    # Energy difference term by term (exact in float32; the difference of two sums over the session is not).
+    acc = M.accumulator_dtype(x0.dtype)
+    log_ratio = jnp.sum(logp1 - logp0, dtype=acc) - 0.5 * jnp.sum((p1 - p0) * (p1 + p0), dtype=acc)
     accept = jnp.isfinite(log_ratio) & (jnp.log(jr.uniform(k_accept, dtype=x0.dtype)) < log_ratio)
     return jnp.where(accept, x1, x0), accept
 
@@ -129,7 +134,7 @@ def resample_positions_by_frames(key, model: Model, data: Data, state: SamplerSt
     x0 = state.positions
     p0 = jr.normal(k_momentum, x0.shape, dtype=x0.dtype) * mask
     x1, p1, logp0, logp1 = _leapfrog(value_and_grad, x0, p0, eps, num_leapfrog_steps, mask)
-    log_ratio = (logp1 - 0.5 * jnp.sum(p1 ** 2, axis=(1, 2))) - (logp0 - 0.5 * jnp.sum(p0 ** 2, axis=(1, 2)))
+    log_ratio = (logp1 - logp0) - 0.5 * jnp.sum((p1 - p0) * (p1 + p0), axis=(1, 2))
     accept = moving & jnp.isfinite(log_ratio) & (jnp.log(jr.uniform(k_accept, (N,), dtype=x0.dtype)) < log_ratio)
     return jnp.where(accept[:, None, None], x1, x0), jnp.sum(accept) / jnp.maximum(jnp.sum(moving), 1)
 
@@ -172,17 +177,20 @@ def resample_headings(key, model: Model, directions, states, exact: bool = True)
 
 
 def resample_states(key, model: Model, directions, headings, states, transition_matrix, block_frames: int,
-                    method: str = "sequential"):
+                    method: str = "sequential", batch_blocks: int = 8):
     """Pose states from their HMM posterior given directions and headings (FFBS, :mod:`mck.gimbal.hmm`). (N,)."""
-    log_lik = M.state_log_likelihoods(model, directions, headings)
+    def log_lik(frames):   # (..., L) → (..., L, S), evaluated a batch of blocks at a time inside sample_states
+        return M.state_log_likelihoods(model, directions[frames], headings[frames])
+
     initial = jnp.exp(model.state_log_probability)
-    return sample_states(key, log_lik, initial, transition_matrix, states, block_frames, method)
+    return sample_states(key, log_lik, initial, transition_matrix, states, block_frames, method, batch_blocks)
 
 
 def resample_transition_matrix(key, model: Model, states):
     """Each row A_i ~ Dirichlet(α + n_i·), n_ij the observed i→j transitions. (S, S)."""
     num_states = model.state_log_probability.shape[0]
-    concentration = model.transition_count[None, :] + transition_counts(states, num_states)
+    concentration = model.transition_count[None, :] + transition_counts(states, num_states,
+                                                                         model.transition_count.dtype)
     return sample_dirichlet(key, concentration)
 
 
@@ -205,7 +213,7 @@ def sweep(keys, model: Model, data: Data, state: SamplerState, options: SweepOpt
     directions = resample_directions(keys[2], model, positions, state.headings, state.states)
     headings = resample_headings(keys[3], model, directions, state.states, options.exact_heading)
     states = resample_states(keys[4], model, directions, headings, state.states, state.transition_matrix,
-                             options.state_block_frames, options.state_filter)
+                             options.state_block_frames, options.state_filter, options.state_batch_blocks)
     transition_matrix = resample_transition_matrix(keys[5], model, states)
     return state._replace(positions=positions, outliers=outliers, directions=directions, headings=headings,
                           states=states, transition_matrix=transition_matrix,
@@ -220,34 +228,43 @@ def log_joint(model: Model, data: Data, state: SamplerState):
 
 
 @functools.partial(jax.jit, static_argnames=("options", "seed", "length"))
-def _run_chunk(model, data, state, start, stop, *, options: SweepOptions, seed: int, length: int):
-    """Iterations start … stop−1 (dynamic, stop − start ≤ ``length``): one compilation serves every chunk."""
+def _run_chunk(model, data, state, start, stop, watch, *, options: SweepOptions, seed: int, length: int):
+    """Iterations start … stop−1 (dynamic, stop − start ≤ ``length``): one compilation serves every chunk.
+    Samples are kept after min(``options.burn_in``, ``state.converged_at``)."""
     def body(iteration, carry):
-        state, trace = carry
+        state, trace, watched = carry
         state = sweep(iteration_keys(seed, iteration), model, data, state, options, iteration)
-        keep = (iteration > options.burn_in) & (iteration % options.thin == 0)
+        burn_in = jnp.minimum(options.burn_in, state.converged_at)
+        keep = (iteration > burn_in) & (iteration % options.thin == 0)
         state = state._replace(positions_sum=state.positions_sum + jnp.where(keep, state.positions, 0.0),
                                samples_kept=state.samples_kept + keep.astype(state.samples_kept.dtype))
         trace = trace.at[iteration - start].set(log_joint(model, data, state))
-        return state, trace
+        watched = watched.at[iteration - start].set(state.positions.reshape(-1)[watch])
+        return state, trace, watched
 
-    trace = jnp.full(length, jnp.nan, dtype=state.positions.dtype)
-    return jax.lax.fori_loop(start, stop, body, (state, trace))
+    trace = jnp.full(length, jnp.nan, dtype=M.accumulator_dtype(state.positions.dtype))
+    watched = jnp.full((length, watch.shape[0]), jnp.nan, dtype=state.positions.dtype)
+    return jax.lax.fori_loop(start, stop, body, (state, trace, watched))
 
 
 def run_iterations(model: Model, data: Data, state: SamplerState, start: int, stop: int, *, seed: int,
-                   options: SweepOptions, length: int | None = None) -> tuple[SamplerState, np.ndarray]:
+                   options: SweepOptions, length: int | None = None, watch=None):
     """Run iterations ``start … stop−1``; returns the new state and their log-joint trace (stop − start,).
     ``length`` ≥ stop − start (default: exactly that) fixes the compiled chunk size, so equal ``length`` calls
-    share one compilation."""
+    share one compilation. With ``watch`` (m,) flat indices into the positions, also returns their values at
+    every iteration (stop − start, m) (the convergence diagnostic's draws)."""
     count = int(stop - start)
-    state, trace = _run_chunk(model, data, state, jnp.asarray(start, jnp.int32), jnp.asarray(stop, jnp.int32),
-                              options=options, seed=int(seed), length=int(length or count))
-    return state, np.asarray(trace)[:count]
+    indices = jnp.asarray(np.zeros(0, np.int64) if watch is None else watch)
+    state, trace, watched = _run_chunk(model, data, state, jnp.asarray(start, jnp.int32),
+                                       jnp.asarray(stop, jnp.int32), indices, options=options, seed=int(seed),
+                                       length=int(length or count))
+    if watch is None:
+        return state, np.asarray(trace)[:count]
+    return state, np.asarray(trace)[:count], np.asarray(watched)[:count]
 
 
 def initialize(key, model: Model, data: Data, init_positions) -> SamplerState:
-    """The lab's initialisation (§C.5): given positions (N, K, 3); z ~ Bernoulli(ρ) (missing → 1); directions from
+    """The lab's initialisation (docs/algorithms.md §C.5): positions (N, K, 3) given; z ~ Bernoulli(ρ) (missing → 1); directions from
     the positions; heading from the (base → tip) heading keypoints in the x–y plane; states uniform; A = 1/S."""
     k_outliers, k_states = jr.split(key)
     x = jnp.asarray(init_positions, dtype=model.radii.dtype)
@@ -264,7 +281,8 @@ def initialize(key, model: Model, data: Data, init_positions) -> SamplerState:
     transition_matrix = jnp.full((num_states, num_states), 1.0 / num_states, dtype=x.dtype)
     return SamplerState(positions=x, outliers=outliers, directions=directions, headings=headings, states=states,
                         transition_matrix=transition_matrix, positions_sum=jnp.zeros_like(x),
-                        samples_kept=jnp.zeros((), jnp.int32), accepted=jnp.zeros((), x.dtype))
+                        samples_kept=jnp.zeros((), jnp.int32), accepted=jnp.zeros((), x.dtype),
+                        converged_at=jnp.asarray(NOT_CONVERGED, jnp.int32))
 
 
 def make_data(observations, outlier_probability, dtype="float64") -> Data:
@@ -281,30 +299,38 @@ def make_data(observations, outlier_probability, dtype="float64") -> Data:
 @dataclass
 class SmoothResult:
     """``positions`` (N, K, 3) mm: posterior mean of the kept samples (node order, world frame);
-    ``log_likelihood`` (n_iters,): the log-joint trace; ``acceptance_rate``: HMC acceptance over all iterations;
-    ``samples``: number of kept samples; ``state``: the final chain state (for resuming)."""
+    ``log_likelihood`` (iterations,): the log-joint trace; ``acceptance_rate``: HMC acceptance over all iterations;
+    ``samples``: number of kept samples; ``state``: the final chain state (for resuming); ``iterations`` run
+    (fewer than asked when the chain stopped at convergence); ``diagnostics``: one convergence summary per chunk
+    (:func:`mck.gimbal.convergence.diagnose` plus ``iteration``); ``converged_at``: the iteration the check first
+    passed (None if never)."""
 
     positions: np.ndarray
     log_likelihood: np.ndarray
     acceptance_rate: float
     samples: int
     state: SamplerState
+    iterations: int = 0
+    diagnostics: list = field(default_factory=list)
+    converged_at: int | None = None
 
 
 def smooth(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, seed: int = 0, *,
-           chunk_iters: int = 250, callback=None, **options) -> SmoothResult:
+           chunk_iters: int = 250, callback=None, stop_when_converged: bool = False, rhat_threshold: float = 1.05,
+           min_ess: float = 50.0, watch_frames: int = 16, **options) -> SmoothResult:
     """Smooth 2D detections into 3D with GIMBAL.
 
     ``uv`` (N, C, K, 2) undistorted px in node order, NaN = missing; ``conf`` (N, C, K) detector confidences or
     None (then ρ = ``outlier_prob`` everywhere); ``camera_matrices`` (C, 3, 4) = K·[R|t]; ``params`` the lab's
-    parameter dict (:func:`mck.gimbal.load_params`). Keywords: see :func:`prepare_chain`.
+    parameter dict (:func:`mck.gimbal.load_params`). Keywords: see :func:`prepare_chain` and :func:`run_chain`.
     ``callback(state, iteration, trace)`` runs after every ``chunk_iters`` iterations (checkpointing); it may raise
     to stop. Returns the posterior mean of the kept samples and the log-joint trace.
     """
     model, data, state, sweep_options = prepare_chain(uv, conf, camera_matrices, params, n_iters=n_iters, seed=seed,
                                                       **options)
     return run_chain(model, data, state, n_iters, seed=seed, options=sweep_options, chunk_iters=chunk_iters,
-                     callback=callback)
+                     callback=callback, stop_when_converged=stop_when_converged, rhat_threshold=rhat_threshold,
+                     min_ess=min_ess, watch_frames=watch_frames)
 
 
 def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, seed: int = 0, *,
@@ -313,9 +339,9 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
                   obs_outlier_variance=1e6, obs_inlier_variance=None, obs_inlier_conf_exponent: float = 0.0,
                   step_size=0.2, num_leapfrog_steps: int = 5,
                   state_transition_count=1.0, exact_heading: bool = True, state_block_frames: int = 4096,
-                  state_filter: str = "sequential", position_update: str = "frames",
+                  state_batch_blocks: int = 8, state_filter: str = "sequential", position_update: str = "frames",
                   dtype: str = "float64") -> tuple[Model, Data, SamplerState, SweepOptions]:
-    """Model, data, initial state and static options for a chain (the pipeline's values as defaults, §C.3/C.7).
+    """Model, data, initial state and static options for a chain (pipeline values as defaults, docs/algorithms.md §C.3/C.7).
 
     ``init_positions`` (N, K, 3) mm default: DLT triangulation of ``uv``; gaps are interpolated either way.
     ρ = clip(sigmoid(``conf_gain`` · (``conf_center`` − conf))). With ``obs_inlier_conf_exponent`` α > 0 each
@@ -359,28 +385,65 @@ def prepare_chain(uv, conf, camera_matrices, params: dict, n_iters: int = 1000, 
     step = float(step_size) if np.ndim(step_size) == 0 else tuple(np.asarray(step_size, dtype=float).tolist())
     options = SweepOptions(step_size=step, num_leapfrog_steps=int(num_leapfrog_steps),
                            exact_heading=bool(exact_heading), state_block_frames=int(state_block_frames),
-                           position_update=str(position_update),
+                           state_batch_blocks=int(state_batch_blocks), position_update=str(position_update),
                            state_filter=str(state_filter), burn_in=int(n_iters * 0.8) if burn_in is None else int(burn_in), thin=int(thin))
     state = initialize(jr.PRNGKey(seed), model, data, interpolate_positions(np.asarray(init_positions)))
     return model, data, state, options
 
 
 def run_chain(model: Model, data: Data, state: SamplerState, n_iters: int, *, seed: int, options: SweepOptions,
-              start: int = 0, trace: np.ndarray | None = None, chunk_iters: int = 250, callback=None) -> SmoothResult:
-    """Run (or resume at ``start`` with the ``trace`` so far) to ``n_iters`` iterations in chunks."""
+              start: int = 0, trace: np.ndarray | None = None, chunk_iters: int = 250, callback=None,
+              stop_when_converged: bool = False, rhat_threshold: float = 1.05, min_ess: float = 50.0,
+              watch_frames: int = 16, report=None) -> SmoothResult:
+    """Run (or resume at ``start`` with the ``trace`` so far) to ``n_iters`` iterations in chunks.
+
+    After every chunk the convergence of the positions of ``watch_frames`` evenly spread frames (every keypoint
+    and axis) is diagnosed on the second half of the iterations so far (split R̂ and ESS,
+    :mod:`mck.gimbal.convergence`; ``watch_frames=0`` switches it off) and passed to ``report(iteration,
+    summary)``. With ``stop_when_converged`` (off by default: the lab's fixed schedule), the first chunk boundary
+    before ``options.burn_in`` where every R̂ ≤ ``rhat_threshold`` and every ESS ≥ ``min_ess`` ends the burn-in
+    there; the chain then keeps the same number of post-burn-in iterations as the fixed schedule
+    (``n_iters − burn_in``) and stops. Draws of a resumed chain start at the resume point.
+    """
+    from mck.gimbal.convergence import converged, diagnose, watch_indices
+
     traces = [np.asarray(trace if trace is not None else np.zeros(0))[:start]]
+    watch = watch_indices(*state.positions.shape[:2], count=watch_frames) if watch_frames else None
+    draws, diagnostics = [], []
+    converged_at = int(state.converged_at)
+    target = n_iters
+    if converged_at < min(options.burn_in, n_iters):
+        target = min(n_iters, converged_at + n_iters - options.burn_in)
     iteration = start
-    while iteration < n_iters:
-        stop = min(iteration + chunk_iters, n_iters)
-        state, chunk = run_iterations(model, data, state, iteration, stop, seed=seed, options=options,
-                                      length=chunk_iters)
+    while iteration < target:
+        stop = min(iteration + chunk_iters, target)
+        if watch is None:
+            state, chunk = run_iterations(model, data, state, iteration, stop, seed=seed, options=options,
+                                          length=chunk_iters)
+        else:
+            state, chunk, watched = run_iterations(model, data, state, iteration, stop, seed=seed, options=options,
+                                                   length=chunk_iters, watch=watch)
+            draws.append(watched.astype(np.float32))
         traces.append(chunk)
         iteration = stop
+        if draws and sum(len(d) for d in draws) >= 32:
+            summary = {"iteration": iteration, **diagnose(np.concatenate(draws))}
+            diagnostics.append(summary)
+            if report is not None:
+                report(iteration, summary)
+            if (stop_when_converged and converged_at >= options.burn_in and iteration < options.burn_in
+                    and converged(summary, rhat_threshold, min_ess)):
+                converged_at = iteration
+                state = state._replace(converged_at=jnp.asarray(iteration, jnp.int32))
+                target = min(n_iters, iteration + n_iters - options.burn_in)
         if callback is not None:
             callback(state, iteration, np.concatenate(traces))
     kept = int(state.samples_kept)
     if kept == 0:
         raise ValueError(f"no samples kept: burn_in={options.burn_in} ≥ n_iters={n_iters} (or thin too large)")
     positions = np.asarray(state.positions_sum) / kept
+    first_pass = next((d["iteration"] for d in diagnostics if converged(d, rhat_threshold, min_ess)), None)
     return SmoothResult(positions=positions, log_likelihood=np.concatenate(traces),
-                        acceptance_rate=float(state.accepted) / max(n_iters, 1), samples=kept, state=state)
+                        acceptance_rate=float(state.accepted) / max(iteration, 1), samples=kept, state=state,
+                        iterations=iteration, diagnostics=diagnostics,
+                        converged_at=converged_at if converged_at < NOT_CONVERGED else first_pass)

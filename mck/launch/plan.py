@@ -20,6 +20,13 @@ class Planned:
     job: Job | None          # None when compiling failed
     config: DictConfig | None
     error: str | None = None
+    step: str | None = None  # when compiling failed: the step and item, if known
+    item: str | None = None
+
+    @property
+    def error_line(self) -> str:
+        """``mck: error: <item>: <what> (<fix>)`` (the overrides stand in for an item that is not known)."""
+        return f"mck: error: {self.error}" if self.item else f"mck: error: {' '.join(self.overrides)}: {self.error}"
 
 
 def plan_sweep(config_loader: Any, base_config: DictConfig, job_overrides: Sequence[Sequence[str]],
@@ -40,7 +47,12 @@ def plan_sweep(config_loader: Any, base_config: DictConfig, job_overrides: Seque
             planned.append(Planned(overrides, None, None, exc.one_line()))
             continue
         except MckError as exc:
-            planned.append(Planned(overrides, None, None, exc.one_line()))
+            from mck.records import record_planning_failure
+
+            record_planning_failure(exc)
+            key = getattr(exc, "record_key", None)
+            planned.append(Planned(overrides, None, None, exc.one_line(), key[0] if key else None,
+                                   key[2] if key else exc.item))
             continue
         if job.key in seen:
             continue
@@ -70,7 +82,8 @@ def not_run_records(planned: list[Planned]) -> list[dict[str, Any]]:
     out = []
     for p in planned:
         if p.job is None:
-            out.append({"state": "failed", "item": " ".join(p.overrides), "error": p.error})
+            out.append({"state": "failed", "step": p.step or "", "item": p.item or " ".join(p.overrides),
+                        "error": p.error})
         elif p.job.action != RUN:
             out.append({"state": p.job.action, "step": p.job.step, "item": p.job.item, "reason": p.job.reason})
     return out

@@ -9,12 +9,14 @@ configs also run on a small or local cluster), saying what it dropped.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from mck.compile import Job
+from mck.errors import ConfigError
 
 #: Launcher config keys mck understands (besides submitit's own ``submitit_folder``); anything else is an error.
 LAUNCHER_KEYS = {
@@ -29,18 +31,44 @@ def setup_lines(modules: Sequence[str], conda_env: str | None, conda_base: str |
     """Shell lines that put a job into the user's cluster environment (``module load``, conda activation).
 
     Each line warns instead of failing where the tool is missing, so a job still runs with the interpreter
-    that submitted it (submitit calls it by absolute path).
+    that submitted it (submitit calls it by absolute path). Every configured value is shell-quoted, in the
+    commands and in the warning text alike: a name is never executed.
     """
+    for key, value in [*(("wrap_params.modules", m) for m in modules), ("wrap_params.conda_env", conda_env),
+                       ("hydra.launcher.conda_base", conda_base)]:
+        if value is not None and ("\n" in str(value) or "\r" in str(value)):
+            raise ConfigError(f"{key}={str(value)!r} contains a line break",
+                              fix="module and conda names are single words; remove the line break")
     lines = []
     for module in modules:
-        m = shlex.quote(module)
-        lines.append(f"module load {m} 2>/dev/null || echo 'mck: could not module load {module}' >&2")
+        m = shlex.quote(str(module))
+        warn = shlex.quote(f"mck: could not module load {module}")
+        lines.append(f"module load {m} 2>/dev/null || echo {warn} >&2")
     if conda_env:
-        base = shlex.quote(conda_base) if conda_base else '"$(conda info --base 2>/dev/null)"'
-        env = shlex.quote(conda_env)
-        lines.append(f'if [ -f {base}/etc/profile.d/conda.sh ]; then source {base}/etc/profile.d/conda.sh '
-                     f'&& conda activate {env}; else echo "mck: conda not found, not activating {conda_env}" >&2; fi')
+        base = shlex.quote(str(conda_base)) if conda_base else '"$(conda info --base 2>/dev/null)"'
+        env = shlex.quote(str(conda_env))
+        warn = shlex.quote(f"mck: conda not found, not activating {conda_env}")
+        lines.append(f"if [ -f {base}/etc/profile.d/conda.sh ]; then source {base}/etc/profile.d/conda.sh "
+                     f"&& conda activate {env}; else echo {warn} >&2; fi")
     return lines
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def job_name(text: str) -> str:
+    """A SLURM job name from a step and item: letters, digits and ``._+-`` only (others become ``_``), ≤ 200."""
+    return _UNSAFE_NAME.sub("_", str(text))[:200]
+
+
+def _check_one_line(params: dict[str, Any]) -> None:
+    """A value with a line break would add lines to the sbatch script (``#SBATCH`` directives or commands)."""
+    values = [(k, v) for k, v in params.items() if k not in ("setup",)]
+    values += [(f"additional_parameters.{k}", v) for k, v in (params.get("additional_parameters") or {}).items()]
+    for key, value in values:
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            raise ConfigError(f"hydra.launcher value {key}={value!r} contains a line break",
+                              fix="SLURM parameters are single-line values; remove the line break")
 
 
 def slurm_parameters(job: Job, launcher: dict[str, Any], modules: Sequence[str] = (),
@@ -48,7 +76,7 @@ def slurm_parameters(job: Job, launcher: dict[str, Any], modules: Sequence[str] 
     """submitit SlurmExecutor parameters for one job (jobs with equal parameters can share an array)."""
     gpu = bool(job.gpu) and not launcher.get("force_cpu")
     params: dict[str, Any] = {
-        "job_name": name or job.label,
+        "job_name": job_name(name or job.label),
         "time": int(job.time_min),
         "mem": str(job.mem),
         "cpus_per_task": int(job.ncpus),
@@ -70,12 +98,14 @@ def slurm_parameters(job: Job, launcher: dict[str, Any], modules: Sequence[str] 
             params[key] = launcher[key]
     if launcher.get("additional_parameters"):
         params["additional_parameters"] = dict(launcher["additional_parameters"])
-    setup = list(launcher.get("extra_setup") or [])
+    setup = list(launcher.get("extra_setup") or [])   # the user's own shell lines, verbatim by design
     if launcher.get("use_setup", True):
         setup += setup_lines(modules, conda_env, launcher.get("conda_base"))
     if setup:
         params["setup"] = setup
-    return {k: v for k, v in params.items() if v is not None}
+    params = {k: v for k, v in params.items() if v is not None}
+    _check_one_line(params)
+    return params
 
 
 def group_key(params: dict[str, Any]) -> tuple:

@@ -25,6 +25,7 @@ class SessionQC:
     qc: dict | None
     qc_dir: str            # absolute folder of the PNGs/overlay
     calibration: str | None = None
+    notes: list = field(default_factory=list)   # checks to show: calibration used, sync findings (issue 21)
 
 
 @dataclass
@@ -139,6 +140,8 @@ def build_html(data: ReportData, report_dir: str, embed_images: bool = True) -> 
             w(f"<p class='missing calibration-qc'>calibration QC: {_e(line)}</p>")
         if cal.get("error"):
             w(f"<p class='missing'>{_e(cal['error'])}</p>")
+        if cal.get("refined"):
+            w(f"<p class='refined'>{_e(cal['refined'])}</p>")
     # variants side by side
     if len(data.variants) > 1:
         keys = [k for k in data.variants[0] if k not in ("variant", "sessions")]
@@ -163,6 +166,8 @@ def build_html(data: ReportData, report_dir: str, embed_images: bool = True) -> 
     w(f"<h2 id='sessions'>Sessions ({len(data.sessions)})</h2>")
     for s in data.sessions:
         w(f"<section class='session' id='session-{_e(s.name)}'><h3>{_e(s.name)}</h3>")
+        if s.notes:
+            w("<ul class='checks'>" + "".join(f"<li>{_e(n)}</li>" for n in s.notes) + "</ul>")
         if s.qc is None:
             w("<p class='missing'>no QC yet (run step=qc)</p></section>")
             continue

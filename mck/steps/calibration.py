@@ -5,7 +5,7 @@
    ``uvs``, ``frame_ixs``, ``img_size``, ``qc_data``) so a re-run or a resumed job skips finished videos; a cache
    whose video (size, mtime), detector version or options changed is redone.
 2. Initial calibration, then bundle adjustment with outlier-view rejection; the **adjusted** parameters are saved
-   (the lab's driver saved the initial ones, §A quirk). A video with too few detections is a one-line error naming
+   (the lab saved the initial ones, docs/algorithms.md §A.1). A video with too few detections is a one-line error naming
    it.
 3. QC: per-camera reprojection residual histograms (``{calibration}.residuals.png``), detected-corner coverage
    maps (``{calibration}.coverage.png``) and the checks of ``mck.calibration.qc`` (frames, coverage, tilt range,

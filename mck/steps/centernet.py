@@ -1,4 +1,4 @@
-"""Step ``centernet`` (video level): animal centroid per frame → ``{video}.centroid.npy`` (T, 2) [u, v] px (§D.1).
+"""Step ``centernet`` (video level): centroid per frame → ``{video}.centroid.npy`` (T, 2) [u, v] px (docs/algorithms.md §D.1).
 
 ``subpixel=False`` writes the lab's int64 multiples of 32; ``subpixel=True`` writes float64 refined centroids
 (readers cast; the ``hrnet`` step rounds after its median filter).

@@ -146,7 +146,9 @@ def write_kpms_nwb(path: str, session: str, names: list[str], points: np.ndarray
 
 
 def run(session_name: str, keypoints_paths: dict, triangulation_path: str, calibration_path: str | None,
-        output_path: str, output_paths: list | None = None, gimbal_path: str | None = None, videos: dict | None = None, alignment_path: str | None = None, fps: float | None = None,
+        output_path: str, output_paths: list | None = None, gimbal_path: str | None = None,
+        gimbal_obs_path: str | None = None, videos: dict | None = None, alignment_path: str | None = None,
+        fps: float | None = None,
         kpms: bool = True, item: str = "", log: logging.Logger | None = None) -> dict:
     """Write ``{session}.nwb`` and ``{session}.kpms.nwb`` from the session's keypoints and 3D files."""
     item = item or session_name
@@ -173,6 +175,11 @@ def run(session_name: str, keypoints_paths: dict, triangulation_path: str, calib
         if "gimbal" in points:
             names, pts = list(MOUSE.names), points["gimbal"]
             conf3d = confidence_3d(None if conf is None else _gimbal_conf(conf), pts)
+            if gimbal_obs_path and os.path.isfile(gimbal_obs_path):
+                counts = np.load(gimbal_obs_path)                # (T, 14): 0 = the prior's extrapolation
+                if counts.shape == conf3d.shape:
+                    conf3d = np.where(counts > 0, conf3d, 0.0)
+                    out["gimbal_unobserved_frames"] = int((~(counts > 0).any(axis=1)).sum())
         else:
             names, pts = list(KEYPOINT_NAMES), points["triangulation"]
             conf3d = confidence_3d(conf, pts)

@@ -1,5 +1,5 @@
 """Step ``fit_gimbal`` (project level): triangulated sessions → ``weights/gimbal_params.p`` (the lab's layout,
-algorithms.md §C.8), with the bone-length bug of the lab's notebook fixed (see :mod:`mck.gimbal.fit`).
+docs/algorithms.md §C.8), with the bone-length bug of the lab's notebook fixed (see :mod:`mck.gimbal.fit`).
 
 Inputs per session: ``{session}.robust_triangulation.npy`` (T, 15, 3) and, beside it, ``{session}.triangulation.h5``
 whose ``reprojection_error`` (T, C, 15) px gives the observation inlier variances (every 10th frame, as the lab) and,
@@ -35,7 +35,7 @@ BONE_LENGTH_SOURCES = ("labels", "triangulation")
 def label_poses(labels_dir: str, calibration_paths: dict, cameras: list,
                 alignment_paths: dict | None = None) -> np.ndarray:
     """3D poses (N, 15, 3) mm, HRNet order, from the labels of the N instants labelled in ≥ 2 cameras of a session
-    whose calibration exists (``{session}.{camera}.{frame}.jpg`` names, §D.3; with the session's alignment file the
+    whose calibration exists (``{session}.{camera}.{frame}.jpg`` names, docs/algorithms.md §D.3; with an alignment file the
     frame numbers are mapped to triggers, as cameras that dropped frames number them differently); each in its
     calibration's world frame. NaN where a keypoint has fewer than 2 labelled views; (0, 15, 3) when there are none."""
     from mck.alignment import trigger_rows

@@ -1,4 +1,4 @@
-"""Step ``hrnet`` (video level): 15 keypoints per frame → ``{video}.keypoints.h5`` (§D.2, §D.6).
+"""Step ``hrnet`` (video level): 15 keypoints per frame → ``{video}.keypoints.h5`` (docs/algorithms.md §D.2, §D.6).
 
 ``uv`` (T, 15, 2) float32 full-frame distorted px, ``conf`` (T, 15) float32 in [0, 1]. Crops of ``crop_size``
 around the 11-frame median-filtered centroid; the view's weights are chosen by the config.

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mck.errors import InputError
-from mck.io import save_json
+from mck.io import load_json, save_json
 from mck.qc import metrics, overlay, plots
 from mck.session_data import read_alignment, read_keypoints, stack_2d, video_fps
 from mck.skeleton import EDGES, KEYPOINT_NAMES, gimbal_to_hrnet
@@ -46,9 +46,11 @@ def calibration_residuals(output_root: str | None, calibration: str | None, came
 # ----------------------------------------------------------------------------------------------- step
 def run(session_name: str, videos: dict, keypoints_paths: dict, calibration_path: str | None,
         output_path: str, triangulation_path: str | None = None, gimbal_path: str | None = None,
+        gimbal_obs_path: str | None = None,
         triangulation_details_path: str | None = None,
         alignment_path: str | None = None, output_root: str | None = None,
-        calibration: str | None = None, conf_threshold: float = 0.25, jump_px: float = 50.0,
+        calibration: str | None = None, sync_path: str | None = None, conf_threshold: float = 0.25,
+        jump_px: float = 50.0,
         overlay_seconds: float = 20.0, overlay_start: int = 0, overlay_scale: float = 0.5, make_overlay: bool = True,
         progress: bool = True, item: str = "", log: logging.Logger | None = None) -> dict:
     """Write the session's QC plots, overlay video and ``qc.json``; returns headline numbers."""
@@ -92,6 +94,14 @@ def run(session_name: str, videos: dict, keypoints_paths: dict, calibration_path
         gim = gimbal_to_hrnet(np.load(gim_path).astype(float))
     else:
         missing["gimbal"] = f"{gim_path or 'gimbal.npy'} not found (run step=gimbal; optional)"
+    if gim is not None and gimbal_obs_path and os.path.isfile(gimbal_obs_path):
+        counts = np.load(gimbal_obs_path)                      # (T, 14) node order: cameras that saw the keypoint
+        unobserved = ~(counts > 0).any(axis=1)
+        result["gimbal_unobserved_frames"] = int(unobserved.sum())
+        result["gimbal_unobserved_keypoint_fraction"] = round(float((counts == 0).mean()), 4)
+        if unobserved.any() and log:
+            log.warning("%s: %d frames of gimbal.npy had no 2D observation (the prior's extrapolation)", item,
+                        int(unobserved.sum()))
     cal = None
     if calibration_path and os.path.isfile(calibration_path):
         try:
@@ -191,6 +201,17 @@ def run(session_name: str, videos: dict, keypoints_paths: dict, calibration_path
                                           gim if gim is not None else tri, "gimbal" if gim is not None else
                                           "triangulation" if tri is not None else None, cal, fps,
                                           overlay_start, overlay_seconds, overlay_scale, progress, log)
+    # sync check (its own plot, beside the session's outputs) ------------------------------------------------
+    sync = load_json(sync_path) if sync_path and os.path.isfile(sync_path) else None
+    if sync:
+        png = Path(sync_path).with_suffix(".png")
+        result["sync"] = {"ok": bool(sync.get("ok")), "findings": [f.get("message") for f in sync.get("findings")
+                                                                    or []]}
+        if png.is_file():
+            result["plots"]["sync"] = {"png": png.name, "placeholder": None,
+                                       "caption": "Sync check: residual vs frame shift per camera over the session "
+                                                  "(red = detected offset; in sync = red line at 0). "
+                                       + ("; ".join(result["sync"]["findings"]) or "Cameras in sync.")}
     save_json(output_path, result)
     if log:
         log.info("%s: qc written to %s (missing: %s)", item, qc_dir, ", ".join(missing) or "nothing")

@@ -67,6 +67,27 @@ def calibration_summary(name: str, path: str) -> dict:
             "qc_warnings": calibration_warnings(path)}
 
 
+def session_checks(output_root: str, session: str, output_dir: str) -> list[str]:
+    """Lines for the session's section: the calibration and sync mode triangulation used (its job record), and
+    the sync check's findings with their fixes."""
+    from mck import records
+
+    lines = []
+    rec = records.read_record(output_root, "triangulation", "robust_triangulation.npy", session) or {}
+    metrics = rec.get("metrics") or {}
+    if metrics.get("calibration"):
+        lines.append(f"triangulation used the {metrics['calibration']} calibration"
+                     + (f" ({metrics['calibration_path']})" if metrics.get("calibration_path") else "")
+                     + (f"; sync {metrics['sync']}" if metrics.get("sync") else ""))
+    sync = layout.read_json(os.path.join(output_dir, f"{session}.sync.json"))
+    if sync:
+        found = [f.get("message") for f in sync.get("findings") or [] if f.get("message")]
+        lines.extend(f"sync check: {m}" for m in found)
+        if not found:
+            lines.append("sync check: cameras in sync")
+    return lines
+
+
 #: QC figures the variant table compares: (column, path in qc.json); lower is better for each.
 VARIANT_FIGURES = (("reprojection median px", ("reprojection", "overall", "median")),
                    ("2D jumps fraction", ("jumps", "jump_fraction")))
@@ -146,6 +167,13 @@ def collect(project, output_root: str, max_sessions_with_plots: int = 500, qc_pa
             except Exception as exc:  # shown in the page instead of failing the report
                 calibrations.append({"name": cname, "path": path, "cameras": [], "focal_px": {}, "centres": {},
                                      "error": f"unreadable: {exc}"})
+    for cal in calibrations:
+        refined = layout.read_json(os.path.join(output_root, cal["name"], f"{cal['name']}.refine_calibration.json"))
+        if refined:
+            b, a = (refined.get("before") or {}).get("median_px"), (refined.get("after") or {}).get("median_px")
+            cal["refined"] = (f"refined on the keypoints of {len(refined.get('sessions') or [])} session(s): median "
+                              f"reprojection {b if b is None else round(b, 2)} → {a if a is None else round(a, 2)} "
+                              f"px, {'accepted' if refined.get('accepted') else refined.get('reason') or 'not used'}")
     by_name = {c["name"]: c for c in calibrations}
     sessions = []
     for i, (sname, sitem) in enumerate(sorted(inv.sessions.items())):
@@ -161,7 +189,8 @@ def collect(project, output_root: str, max_sessions_with_plots: int = 500, qc_pa
             for c in calibrations:
                 if c["path"] == cal_path and c.get("residuals") is None:
                     c["residuals"] = qc["calibration"]["residuals"]
-        sessions.append(SessionQC(sname, qc, os.path.join(sitem.output_dir, f"{sname}.qc"), None))
+        sessions.append(SessionQC(sname, qc, os.path.join(sitem.output_dir, f"{sname}.qc"), None,
+                                  session_checks(output_root, sname, sitem.output_dir)))
     del by_name
     variants = variant_rows(statuses, {n: it.output_dir for n, it in inv.sessions.items()})
     return ReportData(str(project.name), now(), statuses, timing, calibrations, sessions, variants)

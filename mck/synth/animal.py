@@ -1,5 +1,5 @@
 """A mouse-sized animal moving smoothly in the arena: trajectory (walking, turning, rearing), the 15 keypoints
-(HRNet order, §C.1) and the body primitives (ellipsoids) the renderer draws. Millimetres, world frame (z down)."""
+(HRNet order, docs/algorithms.md §C.1) and the body primitives (ellipsoids) it renders. Millimetres, world frame (z down)."""
 
 from __future__ import annotations
 

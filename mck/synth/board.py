@@ -1,10 +1,10 @@
 """The lab's calibration board: a two-sided chessboard with 5 × 7 internal corners, 12.5 mm squares and the anchor
-dot of §A.2, and its motion through the rig's volume.
+dot of docs/algorithms.md §A.2, and its motion through the rig's volume.
 
 Board coordinates (mm, in the board plane): internal corner (row r, column c) is at (x = c·s, y = r·s), the order of
-``generate_chessboard_objpoints`` (§A.2). The checker area spans x ∈ [−s, 5s], y ∈ [−s, 7s]; the anchor dot (radius
+``generate_chessboard_objpoints`` (docs/algorithms.md §A.2). Checker area: x ∈ [−s, 5s], y ∈ [−s, 7s]; the anchor dot (radius
 s/2) sits in the white margin above the first corner row, flush with the left edge, centred at (−s/2, −5s/2) — the
-"top-left" candidate of the §A.2 template, so that corner 0 is the corner nearest the dot. The back face carries the
+"top-left" candidate of the docs/algorithms.md §A.2 template, so that corner 0 is nearest the dot. The back face carries the
 mirror image, so a point has the same identity from both sides.
 """
 

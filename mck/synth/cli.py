@@ -19,6 +19,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", default=None, help="WxH (default 640x512)")
     parser.add_argument("--drop-frames", action="store_true", help="one camera drops frames (alignment file)")
+    parser.add_argument("--no-alignment", action="store_true",
+                        help="with --drop-frames: write no aligned_frame_numbers.csv (undeclared drops, for sync_check)")
     parser.add_argument("--tiny", action="store_true",
                         help="320x256, 1 session of 40 frames, 120 calibration frames: for tests")
     parser.add_argument("--realism", choices=("clean", "realistic", "hard"), default="clean",
@@ -32,7 +34,8 @@ def main(argv: list[str]) -> int:
     spec = Spec(out=args.out, sessions=args.sessions if args.sessions is not None else (1 if tiny else 2),
                 frames=args.frames or (40 if tiny else 600),
                 calibration_frames=args.calibration_frames or (120 if tiny else 360), seed=args.seed,
-                size=size, drop_frames=args.drop_frames, labels_per_video=12 if tiny else 40, workers=args.workers,
+                size=size, drop_frames=args.drop_frames,
+                write_alignment=not args.no_alignment, labels_per_video=12 if tiny else 40, workers=args.workers,
                 realism=args.realism)
     manifest = write_project(spec, progress=not args.quiet)
     print(f"mck synth: wrote {spec.out}: calibration {manifest['calibration']}, sessions "

@@ -4,10 +4,10 @@ Layout under OUT::
 
     OUT/20240422_calibration/20240422_calibration.{camera}.mp4     chessboard videos (6)
     OUT/20240422_J04301/20240422_J04301.{camera}.mp4              animal sessions (6 videos each)
-    OUT/20240422_J04302/aligned_frame_numbers.csv                  with --drop-frames (lab format, §B.2)
-    OUT/labels/images/{session}/{session}.{camera}.{frame}.jpg    labelled frames (CLAHE, §D.3; video's frame no.)
-    OUT/labels/labels.json                                         Scale-AI-style tasks (§D.3)
-    OUT/ground_truth/camera_params.h5                              the true cameras (§A.6 layout)
+    OUT/20240422_J04302/aligned_frame_numbers.csv                  with --drop-frames (lab format, docs/algorithms.md §B.2)
+    OUT/labels/images/{session}/{session}.{camera}.{frame}.jpg    labelled frames (CLAHE, video's frame no.; docs/algorithms.md §D.3)
+    OUT/labels/labels.json                                         Scale-AI-style tasks (docs/algorithms.md §D.3)
+    OUT/ground_truth/camera_params.h5                              the true cameras (docs/algorithms.md §A.6 layout)
     OUT/ground_truth/{session}.keypoints3d.npy                     (T, 15, 3) mm, HRNet order, per trigger
     OUT/ground_truth/{session}.keypoints2d.npz                     uv (T, 6, 15, 2) distorted px, visible (T, 6, 15),
                                                                    centroid (T, 6, 2), cameras, frames (T, 6) index
@@ -49,6 +49,7 @@ class Spec:
     seed: int = 0
     size: tuple[int, int] = (640, 512)
     drop_frames: bool = False
+    write_alignment: bool = True     # False: drops happen but no aligned_frame_numbers.csv (undeclared, issue 21)
     labels_per_video: int = 40
     workers: int = 2
     realism: str = "clean"          # calibration footage: clean | realistic | hard (mck.synth.realism)
@@ -255,7 +256,7 @@ def write_project(spec: Spec, progress: bool = True) -> dict:
         centroid = np.median(uv, axis=2)
         np.savez(gt / f"{session}.keypoints2d.npz", uv=uv, visible=visible, centroid=centroid,
                  cameras=np.array(rig.names), frames=frame_index)
-        if not keep.all():
+        if not keep.all() and spec.write_alignment:
             _write_alignment(out / session / "aligned_frame_numbers.csv", rig.names, frame_index)
         image_dir = out / "labels" / "images" / session
         image_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +284,7 @@ def write_project(spec: Spec, progress: bool = True) -> dict:
 
 
 def _write_alignment(path: Path, cameras, frame_index: np.ndarray) -> None:
-    """aligned_frame_numbers.csv (§B.2): one row per trigger, each camera's frame number or empty if dropped."""
+    """aligned_frame_numbers.csv (docs/algorithms.md §B.2): a row per trigger, each camera's frame number or empty if dropped."""
     from mck.io import atomic_path
 
     lines = [",".join(["trigger_number", *cameras])]

@@ -118,9 +118,9 @@ def _synthetic_corners(frames: int, seed: int, noise: float, rig=RIG, max_incide
 
 
 def test_calibration_recovers_the_rig_from_noisy_corners():
-    """0.12 px corner noise per coordinate (the detector's error on the default preset is 0.12 px as a distance,
-    so this is pessimistic) over the default preset's 360-frame calibration video, boards seen at up to 65°:
-    camera centres within 1 mm (measured max 0.3–0.5 mm over seeds 0–5), focal lengths within 0.2 %."""
+    """0.12 px corner noise per coordinate (more than the detector's measured error;
+    figures: docs/algorithms.md, Measured figures) over the default preset's 360-frame calibration video, boards
+    seen at up to 65°: camera centres within 1 mm, focal lengths within 0.2 %."""
     corners = _synthetic_corners(360, seed=0, noise=0.12)
     obj = board.object_points()
     ext, intr, poses, _ = calibrate(corners, obj, [RIG.size] * 6)
@@ -206,7 +206,7 @@ def tiny_calibration(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_calibration_step_on_the_tiny_project_matches_ground_truth(tiny_calibration: Path, tmp_path: Path):
     """The tiny preset (320×256, squares of 4–6 px, 120 frames): every camera calibrated, centres within 8 mm
-    (measured 1.1–5.2 mm; the default preset gets < 1 mm), focal lengths within 1 %, RMS < 0.4 px."""
+    (figures: docs/algorithms.md, Measured figures), focal lengths within 1 %, RMS < 0.4 px."""
     from mck.calibration_io import load_camera_params
 
     proc = _mck(["step=calibration", "-m", "calibration=glob(*)"], tiny_calibration, tmp_path)

@@ -1,4 +1,4 @@
-"""Batched inference against the lab's per-frame procedure (§D.1, §D.2), sub-pixel parsing (§E QUIRK 12), and the
+"""Batched inference against the lab's per-frame loop (docs/algorithms.md §D.1, §D.2), sub-pixel parsing (§E QUIRK 12), and the
 ``centernet`` / ``hrnet`` video steps (file layout, re-run, short video, interrupted-then-resumed run).
 
 Networks are tiny (HRNet c=4, stem 8; ConvNet c=4) with random weights of ordinary magnitude: HRNet's own
@@ -29,7 +29,8 @@ JOINTS = 15
 @pytest.fixture(autouse=True)
 def one_torch_thread(monkeypatch):
     """One intra-op thread, also inside the steps (their ``use_all_cores`` is patched): with another process busy
-    on the cores, OpenMP's spinning threads make a tiny HRNet forward 100× slower. Results do not depend on it."""
+    on the cores, OpenMP's spinning threads make a tiny HRNet forward far slower (figures: docs/algorithms.md,
+    Measured figures). Results do not depend on it."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     monkeypatch.setattr(infer, "use_all_cores", lambda: 1)
@@ -97,7 +98,7 @@ def test_smooth_centroids_is_the_lab_median_filter():
     np.testing.assert_array_equal(infer.smooth_centroids(c), expected)
 
 
-# ---------------------------------------------------------------- sub-pixel parsing (§E QUIRK 12)
+# ---------------------------------------------------------------- sub-pixel parsing (docs/algorithms.md §E QUIRK 12)
 
 def gaussian_map(h: int, w: int, cx: float, cy: float, var: float) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]

@@ -1,4 +1,4 @@
-"""Tiny training runs (§D.4, §D.5 with the §E QUIRK 11 fixes): seeded determinism, masked missing labels, the
+"""Tiny training runs (docs/algorithms.md §D.4, §D.5 with §E QUIRK 11 fixes): seeded determinism, masked missing labels, the
 per-epoch validation error, resume from the per-epoch checkpoint, strict loading of the result.
 
 Synthetic labelled images: 160×128 grey frames with 15 bright dots (the keypoints) around a random centre.

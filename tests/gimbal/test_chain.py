@@ -93,7 +93,7 @@ def test_per_frame_decisions_keep_moving_where_one_joint_decision_stalls():
     kw = dict(n_iters=20, burn_in=10, thin=1, init_positions=x, seed=0, step_size=0.5)
     frames = smooth(uv, None, P, params, **kw)
     joint = smooth(uv, None, P, params, position_update="joint", **kw)
-    assert frames.acceptance_rate > 0.4            # measured: 0.61 (frames) vs 0.0 (joint)
+    assert frames.acceptance_rate > 0.4            # figures: docs/algorithms.md, Measured figures
     assert joint.acceptance_rate < 0.5 * frames.acceptance_rate
     assert np.all(np.isfinite(frames.positions)) and not np.allclose(frames.positions, x)
     with pytest.raises(ValueError, match="position_update"):
@@ -121,8 +121,7 @@ def test_gimbal_beats_robust_triangulation_on_the_synthetic_rig():
                     init_positions=interpolate_positions(tri))
     tri_err = np.linalg.norm(tri - pb.positions, axis=-1)
     gim_err = np.linalg.norm(result.positions - pb.positions, axis=-1)
-    # Measured (seed 0): robust triangulation median 1.62 / mean 1.73 / p95 3.07 mm; GIMBAL 0.84 / 0.90 / 1.66 mm
-    # (per-frame HMC decisions, acceptance 0.92; the lab's joint decision gave 0.95 / 1.00 / 1.82).
+    # figures: docs/algorithms.md, Measured figures.
     assert np.median(gim_err) < np.nanmedian(tri_err)
     assert np.mean(gim_err) < np.nanmean(tri_err)
 

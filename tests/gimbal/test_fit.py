@@ -1,4 +1,4 @@
-"""Parameter fitting (§C.8) and the lab's parameter file."""
+"""Parameter fitting (docs/algorithms.md §C.8) and the lab's parameter file."""
 
 import jax.numpy as jnp
 import jax.random as jr

@@ -156,8 +156,10 @@ def test_missing_parameters_is_a_one_line_error(project, tmp_path):
     proc = run_mck(["step=gimbal", "project.weights.gimbal_params=/nonexistent/gimbal_params.p", *FAST,
                     "session=20240422_J04301", "overwrite=true"], project, tmp_path)
     assert proc.returncode != 0
-    assert "GIMBAL parameters not found" in proc.stderr and "fit_gimbal" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    # refused while compiling, before the job starts: one line naming the item, the input, the path and the fix
+    line = proc.stderr.strip()
+    assert line.startswith("mck: error: 20240422_J04301:") and "\n" not in line, proc.stderr
+    assert "/nonexistent/gimbal_params.p does not exist" in line and "step=fit_gimbal" in line
 
 
 def test_unknown_position_update_is_a_one_line_error(project, tmp_path):

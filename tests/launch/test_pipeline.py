@@ -1,18 +1,15 @@
-"""The declared pipeline end to end (issue #18): an experiment that moves the data root, a func_kwargs typo refused
+"""The declared pipeline (issue #18): an experiment that moves the data root, a func_kwargs typo refused
 before anything runs or is submitted, and ``python -m mck pipeline`` — locally and on the local SLURM cluster with
 ``--dependency=afterok`` — where a failed producer leaves its dependents blocked with the reason."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, make_project, run_mck, status_json
+from tests.conftest import REPO, make_project, run_mck, slurm_up, status_json
 
 ENV = {"PYTHONPATH": str(REPO)}
 FAKES = ["++steps.probe.wrap_params.func_path=tests.spine.stepfuncs.explode_if",
@@ -20,13 +17,6 @@ FAKES = ["++steps.probe.wrap_params.func_path=tests.spine.stepfuncs.explode_if",
          "++steps.compression.wrap_params.func_path=tests.spine.stepfuncs.count_calls",
          "++steps.probe.slurm_params.mem=100M", "++steps.compression.slurm_params.mem=100M",
          "++steps.compression.slurm_params.ncpus=1"]
-
-
-def _slurm_up() -> bool:
-    if not shutil.which("sinfo"):
-        return False
-    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mix", "alloc"))
 
 
 def test_an_experiment_moves_the_data_root(tmp_path: Path):
@@ -56,6 +46,24 @@ def test_a_func_kwargs_typo_is_refused_before_anything_runs(tiny_project: Path, 
     assert not (tiny_project / ".mck" / "records").exists()
 
 
+@pytest.mark.slurm
+def test_a_func_kwargs_typo_is_refused_by_the_slurm_launcher_before_any_submission(tiny_project: Path,
+                                                                                   tmp_path: Path):
+    if not slurm_up():
+        pytest.skip("no local SLURM (start it with ../shared/slurm/start-local-slurm.sh)")
+    step = run_mck(["step=probe", "+step.func_kwargs.decode_al=true", "hydra/launcher=slurm", "-m", "video=glob(*)"],
+                   tiny_project, tmp_path)
+    pipeline = run_mck(["pipeline", "only=probe,compression", "++steps.compression.func_kwargs.crf=high",
+                        "hydra/launcher=slurm"], tiny_project, tmp_path)
+    for proc, said in ((step, "decode_al=True is not a parameter of mck.steps.probe.run (did you mean decode_all?"),
+                       (pipeline, "crf='high': expected")):
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert said in proc.stderr and "nothing was run or submitted" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("*_submission.sh")), "a job script was written: something was submitted"
+    assert not (tiny_project / ".mck" / "records").exists()
+
+
 def _pipeline_checks(data: Path, tmp_path: Path) -> None:
     st = status_json(data, tmp_path, *FAKES)
     probe, comp = st[("probe", "probe.json")], st[("compression", "compressed.mp4")]
@@ -77,7 +85,7 @@ def test_pipeline_runs_steps_in_order_and_blocks_dependents_of_a_failure(tmp_pat
 
 @pytest.mark.slurm
 def test_pipeline_on_slurm_chains_with_afterok_and_blocks_dependents_of_a_failure(tmp_path: Path):
-    if not _slurm_up():
+    if not slurm_up():
         pytest.skip("no local SLURM (start it with ../shared/slurm/start-local-slurm.sh)")
     data = make_project(tmp_path / "data", sessions=("20240422_J04301",), frames=4)
     slow_probe = "++steps.probe.func_kwargs.sleep_s=10"   # still queued when compression is submitted
@@ -93,26 +101,3 @@ def test_pipeline_on_slurm_chains_with_afterok_and_blocks_dependents_of_a_failur
         assert ids == [str(probes[video]["slurm_job_id"])], (video, ids, probes[video])
     assert "20240422_J04301.side2" in chained
     _pipeline_checks(data, tmp_path)
-
-
-@pytest.mark.slurm
-@pytest.mark.slow
-def test_the_tiny_demo_runs_on_slurm_with_one_command(tmp_path: Path):
-    """The whole tiny demo (one session, shortened training) submitted at once with afterok chains."""
-    if not _slurm_up():
-        pytest.skip("no local SLURM (start it with ../shared/slurm/start-local-slurm.sh)")
-    data = tmp_path / "demo"
-    run_mck(["synth", str(data), "--tiny", "--sessions", "1"], None, tmp_path, check=True)
-    quick = ["++steps.train_hrnet.func_kwargs.epochs=2", "++steps.train_centernet.func_kwargs.epochs=3",
-             "++steps.gimbal.func_kwargs.n_iters=60", "++steps.gimbal.func_kwargs.burn_in=30",
-             "++steps.gimbal.func_kwargs.checkpoint_every=30", "++steps.qc.func_kwargs.overlay_seconds=0.5"]
-    proc = run_mck(["pipeline", "experiment=tiny", "hydra/launcher=slurm", *quick], data, tmp_path, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    st = status_json(data, tmp_path, "experiment=tiny")
-    for (step, variant), row in st.items():
-        if not row["variants"]:
-            assert row["counts"]["done"] == sum(row["counts"].values()), (step, row)
-    gimbal = json.loads(next((data / ".mck/records/gimbal/gimbal.npy").glob("*.json")).read_text())
-    assert gimbal.get("slurm_job_id") and gimbal["state"] == "done"
-    triangulation = next((data / ".mck/records/triangulation").rglob("*.json"))
-    assert triangulation.exists()

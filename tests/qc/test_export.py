@@ -40,7 +40,9 @@ def test_nwb_and_kpms_round_trip(tmp_path, gimbal):
 
     o = session_outputs(tmp_path, "20240422_J04301", frames=7, gimbal=gimbal)
     out = tmp_path / "20240422_J04301.nwb"
-    m = export.run("20240422_J04301", o["keypoints"], str(tmp_path), o["calibration"], str(out), fps=30.0)
+    m = export.run("20240422_J04301", o["keypoints"], str(tmp_path / "20240422_J04301.robust_triangulation.npy"),
+                   o["calibration"], str(out), output_paths=[str(out), str(out).replace(".nwb", ".kpms.nwb")],
+                   gimbal_path=str(tmp_path / "20240422_J04301.gimbal.npy"), fps=30.0)
     with NWBHDF5IO(str(out), "r", load_namespaces=True) as io:
         nwb = io.read()
         behavior = nwb.processing["behavior"]
@@ -77,4 +79,5 @@ def test_export_without_triangulation_is_an_input_error(tmp_path):
 
     o = session_outputs(tmp_path, "S", frames=3, triangulation=False, gimbal=False)
     with pytest.raises(InputError, match="step=triangulation"):
-        export.run("S", o["keypoints"], str(tmp_path), o["calibration"], str(tmp_path / "S.nwb"), fps=30.0)
+        export.run("S", o["keypoints"], str(tmp_path / "S.robust_triangulation.npy"), o["calibration"],
+                   str(tmp_path / "S.nwb"), gimbal_path=str(tmp_path / "S.gimbal.npy"), fps=30.0)

@@ -45,6 +45,13 @@ def test_overlay_frame_is_even_and_draws(tmp_path):
     assert frame.reshape(-1, 3).max(axis=0)[1] == 255  # a green (confident) detection was drawn
 
 
+def _session_paths(folder, session):
+    """The 3D inputs the compiler would bind (they may not exist: QC then draws placeholders)."""
+    return {"triangulation_path": str(folder / f"{session}.robust_triangulation.npy"),
+            "gimbal_path": str(folder / f"{session}.gimbal.npy"),
+            "triangulation_details_path": str(folder / f"{session}.triangulation.h5")}
+
+
 def _videos(folder, session, frames):
     out = {}
     for i, cam in enumerate(CAMERAS):
@@ -58,8 +65,8 @@ def test_qc_full_session(tmp_path):
     o = session_outputs(tmp_path, "S", frames=8)
     videos = _videos(tmp_path, "S", 8)
     out = tmp_path / "S.qc.json"
-    m = qc.run("S", videos, o["keypoints"], str(tmp_path), o["calibration"], str(out), overlay_scale=1.0,
-               progress=False)
+    m = qc.run("S", videos, o["keypoints"], o["calibration"], str(out), **_session_paths(tmp_path, "S"),
+               overlay_scale=1.0, progress=False)
     result = json.loads(out.read_text())
     assert result["missing_inputs"] == {}
     for name in qc.PLOTS:
@@ -79,7 +86,7 @@ def test_qc_session_missing_inputs_gets_placeholders(tmp_path):
     (tmp_path / "S.camera_params.h5").unlink()
     (tmp_path / "S.side2.keypoints.h5").unlink()
     out = tmp_path / "S.qc.json"
-    qc.run("S", {}, o["keypoints"], str(tmp_path), o["calibration"], str(out), progress=False)
+    qc.run("S", {}, o["keypoints"], o["calibration"], str(out), **_session_paths(tmp_path, "S"), progress=False)
     result = json.loads(out.read_text())
     miss = result["missing_inputs"]
     assert {"triangulation", "gimbal", "calibration", "keypoints.side2"} <= set(miss)
@@ -93,8 +100,8 @@ def test_qc_session_missing_inputs_gets_placeholders(tmp_path):
 
 def test_qc_nothing_at_all(tmp_path):
     out = tmp_path / "S.qc.json"
-    qc.run("S", {}, {c: str(tmp_path / f"S.{c}.keypoints.h5") for c in CAMERAS}, str(tmp_path), None, str(out),
-           progress=False)
+    qc.run("S", {}, {c: str(tmp_path / f"S.{c}.keypoints.h5") for c in CAMERAS}, None, str(out),
+           **_session_paths(tmp_path, "S"), progress=False)
     result = json.loads(out.read_text())
     assert all(p["placeholder"] for p in result["plots"].values())
 

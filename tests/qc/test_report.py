@@ -38,8 +38,9 @@ def built_report(tmp_path_factory) -> Path:
     o = session_outputs(root / S1, S1, frames=4)
     shutil.copy(o["calibration"], root / CAL / f"{CAL}.camera_params.h5")
     videos = {c: str(root / S1 / f"{S1}.{c}.mp4") for c in o["keypoints"]}
-    qc.run(S1, videos, o["keypoints"], str(root / S1), str(root / CAL / f"{CAL}.camera_params.h5"),
-           str(root / S1 / f"{S1}.qc.json"), progress=False, overlay_scale=1.0)
+    qc.run(S1, videos, o["keypoints"], str(root / CAL / f"{CAL}.camera_params.h5"), str(root / S1 / f"{S1}.qc.json"),
+           triangulation_path=str(root / S1 / f"{S1}.robust_triangulation.npy"),
+           gimbal_path=str(root / S1 / f"{S1}.gimbal.npy"), progress=False, overlay_scale=1.0)
     run_mck(["step=report"], root, tmp, check=True)
     return root / "report" / "index.html"
 

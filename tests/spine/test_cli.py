@@ -70,7 +70,8 @@ def test_session_step_swept_over_videos_runs_once_per_session(tiny_project: Path
     assert calls(tiny_project, SESSIONS[0]) == [SESSIONS[0]]
     assert calls(tiny_project, SESSIONS[1]) == [SESSIONS[1]]
     out = json.loads((tiny_project / SESSIONS[0] / f"{SESSIONS[0]}.robust_triangulation.npy.args.json").read_text())
-    assert out["args"] == ["alignment_path", "conf_threshold", "method"]
+    assert out["args"] == ["alignment_path", "calibration_source", "conf_threshold", "method",
+                           "refined_calibration_path", "sync", "sync_path"]
     rerun = run_mck([*FAKE_SESSION_STEP, "-m", "session=glob(*)"], tiny_project, tmp_path, check=True, env=ENV)
     assert "2 skip" in rerun.stdout and calls(tiny_project, SESSIONS[0]) == [SESSIONS[0]]
     forced = run_mck([*FAKE_SESSION_STEP, "overwrite=true", "session=20240422_J04301"], tiny_project, tmp_path,
@@ -274,6 +275,9 @@ def test_frame_count_mismatch_without_alignment_blocks_session_steps(tiny_projec
     assert proc.returncode == 1
     assert f"{session}: cameras disagree on frame count (top 12, side1 12, side2 12, side3 9" in proc.stderr
     assert "1 done" in proc.stdout  # the other session is unaffected
-    (tiny_project / session / "aligned_frame_numbers.csv").write_text("trigger_number,top\n")
+    cams = ("top", "side1", "side2", "side3", "side4", "bottom")
+    rows = [",".join([str(t)] + [("" if cam == "side3" and t >= 9 else str(t)) for cam in cams]) for t in range(12)]
+    (tiny_project / session / "aligned_frame_numbers.csv").write_text(
+        "\n".join(["trigger_number," + ",".join(cams), *rows]) + "\n")
     proc = run_mck(args, tiny_project, tmp_path, env=ENV, check=True)
     assert calls(tiny_project, session) == [session]
