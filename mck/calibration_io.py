@@ -84,3 +84,32 @@ def choose_calibration(board_path: str, refined_path: str | None, source: str = 
             return str(refined_path), "refined"
         return board_path, "board (calibration_source=refined but no refined file yet: run step=refine_calibration)"
     return board_path, "board"
+
+
+def calibration_qc_path(path: str | Path) -> Path:
+    """``{calibration}.calibration_qc.json`` beside ``{calibration}.camera_params.h5`` (the calibration step's QC)."""
+    path = Path(path)
+    stem = path.name[:-len(".camera_params.h5")] if path.name.endswith(".camera_params.h5") else path.stem
+    return path.with_name(f"{stem}.calibration_qc.json")
+
+
+def calibration_warnings(path: str | Path) -> list[str]:
+    """The failed QC checks of the calibration file ``path`` (``message (fix)`` lines; empty when its QC passed or
+    was never written)."""
+    import json
+
+    try:
+        with open(calibration_qc_path(path)) as f:
+            qc = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return [f"{w['message']} ({w['fix']})" for w in qc.get("warnings", [])]
+
+
+def warn_if_failed_qc(path: str | Path, log, item: str = "") -> list[str]:
+    """Log each failed QC check of the calibration ``path`` as a warning (downstream steps call this when they read
+    a calibration); returns them."""
+    lines = calibration_warnings(path)
+    for line in lines:
+        log.warning("%s: the calibration %s failed a QC check: %s", item, Path(path).name, line)
+    return lines

@@ -66,6 +66,8 @@ def main(argv: list[str]) -> int:
             synth += ["--frames", str(frames)]
         if opts["sessions"]:
             synth += ["--sessions", opts["sessions"]]
+        if synth_settings.get("realism"):
+            synth += ["--realism", str(synth_settings.get("realism"))]
         _run(synth, env)
     else:
         print(f"mck demo: using the synthetic project in {root}")

@@ -22,6 +22,7 @@ from mck.compile import project_output_dir, step_spec
 from mck.errors import MckError
 from mck.graph import Graph, Items, ItemRef, StepNode, build_graph, needs
 from mck.inventory import Settings, scan
+from mck.calibration_io import calibration_warnings
 from mck.preparse import compose_root
 
 STATES = ("done", "running", "failed", "pending", "blocked")
@@ -125,6 +126,9 @@ def compute(root: Any, steps: list[str] | None = None) -> list[StepStatus]:
                 if all(layout.output_exists(p) for p in paths):
                     state = "done"
                     st.findings.extend((item, m) for m in _findings(paths[0]))
+                    if node.level == "calibration":      # failed calibration QC checks
+                        st.findings.extend((item, f"calibration QC: {line}")
+                                           for line in calibration_warnings(paths[0]))
                 else:
                     state = _not_done(settings, st, item, node, graph, items, resolver, states, errors)
                 st.counts[state] += 1

@@ -129,10 +129,11 @@ def count_frames(path: str | Path) -> int:
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0, *, crf: int = 18,
-                preset: str = "veryfast", codec: str = "libx264") -> int:
+                preset: str = "veryfast", codec: str = "libx264", bit_rate: int | None = None) -> int:
     """Encode ``frames`` (grey ``(H, W)`` or RGB ``(H, W, 3)`` uint8) to an H.264 mp4 at ``path``, atomically.
 
-    Returns the number of frames written. Width and height must be even for yuv420p.
+    Returns the number of frames written. Width and height must be even for yuv420p. ``bit_rate`` (bit/s): average
+    bit rate instead of constant quality ``crf``.
     """
     import av
 
@@ -148,7 +149,11 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
                     stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
                     stream.height, stream.width = frame.shape[:2]
                     stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(crf), "preset": preset}
+                    if bit_rate:
+                        stream.bit_rate = int(bit_rate)
+                        stream.options = {"preset": preset}
+                    else:
+                        stream.options = {"crf": str(crf), "preset": preset}
                 fmt = "gray" if frame.ndim == 2 else "rgb24"
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=fmt)):
                     container.mux(packet)

@@ -136,6 +136,8 @@ def build_html(data: ReportData, report_dir: str, embed_images: bool = True) -> 
             w(f"<tr><td>{_e(cam)}</td><td>{_fmt(cal['focal_px'][cam], 5)}</td><td>{centre}</td>"
               f"<td>{_fmt(res)}</td></tr>")
         w("</table>")
+        for line in cal.get("qc_warnings") or []:                 # failed calibration QC checks (with fixes)
+            w(f"<p class='missing calibration-qc'>calibration QC: {_e(line)}</p>")
         if cal.get("error"):
             w(f"<p class='missing'>{_e(cal['error'])}</p>")
         if cal.get("refined"):

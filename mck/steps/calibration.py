@@ -7,7 +7,11 @@
 2. Initial calibration, then bundle adjustment with outlier-view rejection; the **adjusted** parameters are saved
    (the lab saved the initial ones, docs/algorithms.md §A.1). A video with too few detections is a one-line error naming
    it.
-3. QC: per-camera reprojection residual histograms (``{calibration}.residuals.png``) and RMS in the job record.
+3. QC: per-camera reprojection residual histograms (``{calibration}.residuals.png``), detected-corner coverage
+   maps (``{calibration}.coverage.png``) and the checks of ``mck.calibration.qc`` (frames, coverage, tilt range,
+   RMS, time shift, intrinsics and geometry plausibility, shared frames) in ``{calibration}.calibration_qc.json``
+   beside the camera file; each failed check is logged as a warning with its fix. A calibration with failed checks
+   is still written.
 """
 
 from __future__ import annotations
@@ -93,9 +97,9 @@ def _load_cache(path: str) -> dict:
 def run(video_paths: dict, board_shape: list, square_size: float, output_path: str, item: str = "",
         frame_step: int = 1, n_frames_intrinsics: int = 100, n_frames_bundle: int = 5000, ftol: float = 1e-4,
         seed: int = 0, workers: int = 0, thorough: bool = False, outlier_px: float = 1.0,
-        log: logging.Logger | None = None) -> dict:
+        qc: dict | None = None, log: logging.Logger | None = None) -> dict:
     from mck.calibration import bundle_adjust, calibrate
-    from mck.calibration_io import save_camera_params
+    from mck.calibration_io import calibration_qc_path, save_camera_params
     from mck.synth.board import object_points
 
     log = log or logging.getLogger("mck")
@@ -134,18 +138,79 @@ def run(video_paths: dict, board_shape: list, square_size: float, output_path: s
     try:
         extrinsics, intrinsics, poses, init_rms = calibrate(corners, obj, sizes, 0, n_frames_intrinsics, seed,
                                                             names=cameras)
-        result = bundle_adjust(corners, extrinsics, intrinsics, obj, poses, 0, n_frames_bundle, ftol, seed=seed,
-                               outlier_px=outlier_px, names=cameras)
+        try:
+            result = bundle_adjust(corners, extrinsics, intrinsics, obj, poses, 0, n_frames_bundle, ftol, seed=seed,
+                                   outlier_px=outlier_px, names=cameras)
+        except ValueError as exc:           # a camera lost every view (out of sync, wrong order): keep them all, so
+            if "no board view left" not in str(exc):     # the calibration is written and QC names the problem
+                raise
+            log.warning("%s: %s; adjusting without outlier rejection so that QC can say why", item, exc)
+            result = bundle_adjust(corners, extrinsics, intrinsics, obj, poses, 0, n_frames_bundle, ftol, seed=seed,
+                                   outlier_threshold=1e9, outlier_px=1e9, names=cameras)
     except ValueError as exc:
         raise StepError(str(exc), item=item, fix="record board poses that pairs of cameras see together") from exc
     save_camera_params(output_path, cameras, result.extrinsics, result.intrinsics)
     _residual_plot(out_dir / f"{item}.residuals.png", cameras, result.residuals_px)
     rms = {cam: round(float(r), 4) for cam, r in zip(cameras, result.rms_px)}
     log.info("%s: bundle adjustment %s; RMS px %s", item, result.message, rms)
-    return {"detections": counts, "frames_used": int(len(result.frames)), "rms_px": rms,
+    findings = _quality_check(corners, cameras, sizes, result, obj, qc or {}, calibration_qc_path(output_path), item, log)
+    return {"qc_ok": findings["ok"], "qc_warnings": len(findings["warnings"]),"detections": counts, "frames_used": int(len(result.frames)), "rms_px": rms,
             "views_used": {cam: int(n) for cam, n in zip(cameras, result.views.sum(1))},
             "views_rejected": {cam: int(n) for cam, n in zip(cameras, result.rejected)},
             "initial_rms_px": {c: round(r, 4) for c, r in zip(cameras, init_rms)}, "converged": result.success}
+
+
+def _quality_check(corners, cameras, sizes, result, obj, settings: dict, path: Path, item: str, log) -> dict:
+    from mck.calibration.qc import calibration_qc
+    from mck.io import save_json
+
+    settings = dict(settings)
+    if "camera_distance_mm" in settings and settings["camera_distance_mm"] is not None:
+        settings["camera_distance_mm"] = tuple(float(v) for v in settings["camera_distance_mm"])
+    findings = calibration_qc(corners, cameras, sizes, result.extrinsics, result.intrinsics, obj,
+                              result.board_poses, result.frames, result.views, rejected=result.rejected,
+                              **{k: v for k, v in settings.items() if v is not None})
+    save_json(path, findings)
+    for w in findings["warnings"]:
+        log.warning("%s: calibration QC: %s (%s)", item, w["message"], w["fix"])
+    if findings["ok"]:
+        log.info("%s: calibration QC: all checks passed", item)
+    _coverage_plot(path.with_name(path.name.replace(".calibration_qc.json", ".coverage.png")), cameras, sizes,
+                   corners, findings)
+    return findings
+
+
+def _coverage_plot(path: Path, cameras, sizes, corners, findings: dict) -> None:
+    """Per camera: detected corners over the image, cells of the QC grid with a corner shaded; title with the
+    frames, coverage, RMS and any warning."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mck.io import atomic_path
+
+    fig, axes = plt.subplots(1, len(cameras), figsize=(3 * len(cameras), 2.9))
+    warned = {w["camera"] for w in findings["warnings"]}
+    for ax, cam, (width, height), uv in zip(np.atleast_1d(axes), cameras, sizes, corners):
+        counts = np.asarray(findings["coverage_maps"][cam])
+        ax.imshow(counts > 0, extent=(0, width, height, 0), cmap="Greens", vmin=0, vmax=2, alpha=0.6)
+        pts = uv[np.isfinite(uv).all(-1)]
+        ax.plot(pts[:, 0], pts[:, 1], ",", color="0.2")
+        info = findings["cameras"][cam]
+        rms = info.get("rms_px")
+        ax.set_title(f"{cam}: {info['frames_detected']} frames, {info['coverage']:.0%} covered"
+                     f"{'' if rms is None else f', {rms:.2f} px'}", fontsize=8, color="red" if cam in warned else "k")
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Calibration coverage: detected corners (dots), image cells with a corner (green); "
+                 "red title = a QC warning (see calibration_qc.json)", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
 
 
 def _residual_plot(path: Path, cameras, residuals) -> None:

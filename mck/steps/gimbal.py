@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mck.alignment import load_alignment
-from mck.calibration_io import load_camera_params
+from mck.calibration_io import load_camera_params, warn_if_failed_qc
 from mck.errors import InputError
 from mck.geometry import projection_matrices, undistort_points
 from mck.io import atomic_path, save_npy
@@ -153,6 +153,7 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
                                              sync=sync_result)
     if log:
         log.info("calibration: %s (%s); sync: %s", calibration_used, calibration_path, sync_note(sync_result))
+    warn_if_failed_qc(calibration_path, log or logging.getLogger("mck"), item)
     params = _params_for_cameras(params, cameras, params_path, item)
     params, observation, description = _observation_settings(params, observation_model, obs_outlier_variance)
     if log:

@@ -59,9 +59,12 @@ def calibration_summary(name: str, path: str) -> dict:
     names, ext, intr = load_camera_params(path)
     R = rodrigues(ext[:, :3])
     centres = -np.einsum("cji,cj->ci", R, ext[:, 3:])
+    from mck.calibration_io import calibration_warnings
+
     return {"name": name, "path": path, "cameras": names,
             "focal_px": {n: float(k[0][0, 0]) for n, k in zip(names, intr)},
-            "centres": {n: c.tolist() for n, c in zip(names, centres)}, "residuals": None}
+            "centres": {n: c.tolist() for n, c in zip(names, centres)}, "residuals": None,
+            "qc_warnings": calibration_warnings(path)}
 
 
 def session_checks(output_root: str, session: str, output_dir: str) -> list[str]:

@@ -11,13 +11,14 @@ is ``robust`` (confidence-weighted, outlier-rejecting; ``method="median_dlt"`` r
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import numpy as np
 
 from mck.alignment import load_alignment
-from mck.calibration_io import choose_calibration, load_camera_params
+from mck.calibration_io import choose_calibration, load_camera_params, warn_if_failed_qc
 from mck.errors import InputError
 from mck.geometry import triangulate_detailed
 from mck.io import save_h5, save_npy
@@ -46,6 +47,7 @@ def run(keypoints_paths: dict, calibration_path: str, alignment_path: str | None
                                                             calibration_source, item)
     sync_result = sync_for(sync, sync_path, item)
     _, extrinsics, intrinsics = load_camera_params(calibration_path, cameras)
+    warn_if_failed_qc(calibration_path, log or logging.getLogger("mck"), item or "")
     uvs, confs = [], []
     for cam in cameras:
         uv, conf = load_keypoints(keypoints_paths[cam], item=item)

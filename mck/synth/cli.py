@@ -1,4 +1,5 @@
-"""``python -m mck synth OUT [--sessions N --frames N --seed S --size WxH --drop-frames --tiny]``."""
+"""``python -m mck synth OUT [--sessions N --frames N --seed S --size WxH --drop-frames --tiny
+--realism clean|realistic|hard]``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def main(argv: list[str]) -> int:
                         help="with --drop-frames: write no aligned_frame_numbers.csv (undeclared drops, for sync_check)")
     parser.add_argument("--tiny", action="store_true",
                         help="320x256, 1 session of 40 frames, 120 calibration frames: for tests")
+    parser.add_argument("--realism", choices=("clean", "realistic", "hard"), default="clean",
+                        help="calibration footage: clean (default), realistic (IR-dark arena, LED arrays, plate on a "
+                             "handle, blur, noise, H.264 at a lab bitrate) or hard")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -31,7 +35,8 @@ def main(argv: list[str]) -> int:
                 frames=args.frames or (40 if tiny else 600),
                 calibration_frames=args.calibration_frames or (120 if tiny else 360), seed=args.seed,
                 size=size, drop_frames=args.drop_frames,
-                write_alignment=not args.no_alignment, labels_per_video=12 if tiny else 40, workers=args.workers)
+                write_alignment=not args.no_alignment, labels_per_video=12 if tiny else 40, workers=args.workers,
+                realism=args.realism)
     manifest = write_project(spec, progress=not args.quiet)
     print(f"mck synth: wrote {spec.out}: calibration {manifest['calibration']}, sessions "
           f"{', '.join(manifest['sessions'])}, {manifest['labelled_images']} labelled images "

@@ -13,6 +13,10 @@ Layout under OUT::
                                                                    centroid (T, 6, 2), cameras, frames (T, 6) index
                                                                    of each trigger's frame in each video (−1 dropped)
     OUT/ground_truth/{calibration}.board_poses.npz                 rvecs, tvecs (T, 3) board → world
+    OUT/ground_truth/{calibration}.board_truth.npz                 uv (T, 6, 35, 2) true corners (distorted px,
+                                                                   row-major from the anchor dot), in_view (T, 6),
+                                                                   square_px (T, 6) smallest corner spacing,
+                                                                   rvecs, tvecs, cameras, realism
     OUT/ground_truth/manifest.json                                 arguments, sessions, timings
 
 Videos are H.264 mp4 (PyAV), grey, like the lab's IR footage. Deterministic in its arguments.
@@ -29,7 +33,7 @@ import cv2
 import numpy as np
 
 from mck.skeleton import KEYPOINT_NAMES
-from mck.synth import animal, board, render
+from mck.synth import animal, board, realism, render
 from mck.synth.rig import make_rig
 
 DATE = "20240422"
@@ -48,6 +52,7 @@ class Spec:
     write_alignment: bool = True     # False: drops happen but no aligned_frame_numbers.csv (undeclared, issue 21)
     labels_per_video: int = 40
     workers: int = 2
+    realism: str = "clean"          # calibration footage: clean | realistic | hard (mck.synth.realism)
 
 
 def session_names(n: int) -> list[str]:
@@ -118,11 +123,16 @@ def _visibility(cam: render.CameraRays, points: np.ndarray, depth: np.ndarray, t
 def _board_video(args) -> dict:
     from mck.video import write_video
 
-    path, rig, cam_index, rvecs, tvecs, seed = args
+    path, rig, cam_index, rvecs, tvecs, seed, level = args
     from mck.geometry.camera import rodrigues
 
     K, dist = rig.intrinsics[cam_index]
     cam = render.CameraRays(K, dist, rig.extrinsics[cam_index], rig.size)
+    if level != "clean":
+        settings = realism.level(level)
+        frames = realism.board_frames(cam, rig.names[cam_index], rvecs, tvecs, settings, seed)
+        n = write_video(path, frames, FPS, preset="veryfast", bit_rate=realism.bitrate(settings, rig.size, FPS))
+        return {"written": n}
     background = _background(cam, rig.names[cam_index], seed)
     rng = np.random.default_rng(seed + 1)
     bank = _noise_bank(seed + 2, rig.size, sigma=4.0)
@@ -146,6 +156,29 @@ def _board_video(args) -> dict:
     return {"written": n}
 
 
+def board_truth(rig, rvecs: np.ndarray, tvecs: np.ndarray) -> dict[str, np.ndarray]:
+    """Ground truth of a calibration video set: ``uv`` (T, C, 35, 2) true corners (distorted px, the anchor dot's
+    order), ``in_view`` (T, C) every corner inside the image and in front of the camera, ``square_px`` (T, C) the
+    smallest mean corner spacing along rows or columns (px), ``rvecs``/``tvecs`` board → world, ``cameras``."""
+    from mck.geometry import project
+    from mck.geometry.camera import rodrigues
+
+    R = rodrigues(rvecs)
+    world = np.einsum("fij,nj->fni", R, board.object_points()) + tvecs[:, None]
+    uv = project(world, rig.extrinsics, rig.intrinsics)                         # (T, C, 35, 2)
+    width, height = rig.size
+    Rc = rodrigues(rig.extrinsics[:, :3])
+    z = np.einsum("cij,fnj->fcni", Rc, world)[..., 2] + rig.extrinsics[None, :, None, 5]
+    in_view = ((uv[..., 0] >= 0) & (uv[..., 0] <= width - 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= height - 1)
+               & (z > 0)).all(-1)
+    cols, rows = board.BOARD_SHAPE
+    G = uv.reshape(*uv.shape[:2], rows, cols, 2)
+    a = np.linalg.norm(np.diff(G, axis=2), axis=-1).mean((-1, -2))
+    b = np.linalg.norm(np.diff(G, axis=3), axis=-1).mean((-1, -2))
+    return {"uv": uv, "in_view": in_view, "square_px": np.minimum(a, b), "rvecs": rvecs, "tvecs": tvecs,
+            "cameras": np.array(rig.names)}
+
+
 def write_project(spec: Spec, progress: bool = True) -> dict:
     """Generate the project described by ``spec``; returns the manifest."""
     from tqdm import tqdm
@@ -164,12 +197,16 @@ def write_project(spec: Spec, progress: bool = True) -> dict:
     jobs, kinds = [], []
     # calibration session
     calib = calibration_name()
-    rvecs, tvecs = board.board_poses(spec.calibration_frames, np.random.default_rng(spec.seed + 101), rig=rig)
+    settings = realism.level(spec.realism)
+    rvecs, tvecs = board.board_poses(spec.calibration_frames, np.random.default_rng(spec.seed + 101), rig=rig,
+                                     keyframe_every=settings.keyframe_every,
+                                     max_incidence_deg=settings.max_incidence_deg, tilt_deg=settings.tilt_deg)
     np.savez(gt / f"{calib}.board_poses.npz", rvecs=rvecs, tvecs=tvecs)
+    np.savez(gt / f"{calib}.board_truth.npz", **board_truth(rig, rvecs, tvecs), realism=spec.realism)
     (out / calib).mkdir(parents=True, exist_ok=True)
     for c, name in enumerate(rig.names):
         jobs.append((_board_video, (str(out / calib / f"{calib}.{name}.mp4"), rig, c, rvecs, tvecs,
-                                    spec.seed * 1000 + 500 + c)))
+                                    spec.seed * 1000 + 500 + c, spec.realism)))
         kinds.append(("calibration", calib, name))
     # animal sessions
     sessions = session_names(spec.sessions)

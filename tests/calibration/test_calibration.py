@@ -3,6 +3,7 @@ end on the tiny synthetic project (scored against its ground truth)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -222,6 +223,10 @@ def test_calibration_step_on_the_tiny_project_matches_ground_truth(tiny_calibrat
     for cam in names:
         assert (tiny_calibration / calib / f"{calib}.{cam}.detections.h5").exists()
     assert (tiny_calibration / calib / f"{calib}.residuals.png").exists()
+    assert (tiny_calibration / calib / f"{calib}.coverage.png").exists()
+    qc = json.loads((tiny_calibration / calib / f"{calib}.calibration_qc.json").read_text())
+    assert set(qc["cameras"]) == set(names) and all(c["rms_px"] < 0.5 for c in qc["cameras"].values())
+    assert not [w for w in qc["warnings"] if w["check"] in ("sync", "rms", "geometry", "intrinsics")], qc["warnings"]
 
 
 @pytest.mark.slow
