@@ -162,7 +162,8 @@ def calibration_qc(corners: np.ndarray, names, image_sizes, extrinsics: np.ndarr
         if n_det < min_frames or cov < min_coverage:
             warn(cam, "frames" if n_det < min_frames else "coverage",
                  f"board in {n_det} frames covering {cov:.0%} of the image",
-                 f"move the board through {cam}'s corners and edges, {max(min_frames, 2 * n_det)} frames or more")
+                 f"move the board through {cam}'s corners and edges"
+                 + (f", {min_frames} frames or more" if n_det < min_frames else ""))
         # intrinsics plausibility
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         problems = []
