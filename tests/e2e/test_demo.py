@@ -80,7 +80,8 @@ def test_demo_runs_the_whole_pipeline_scores_it_and_skips_on_rerun(tmp_path: Pat
     assert first.returncode == 0, f"demo failed:\n{first.stdout[-6000:]}\n{first.stderr[-6000:]}"
     first_s = time.time() - started
     if slurm:
-        records = [(p.parent.parent.name, json.loads(p.read_text())) for p in (root / ".mck/records").rglob("*.json")]
+        records = [(p.parent.parent.name, json.loads(p.read_text())) for p in (root / ".mck/records").rglob("*.json")
+                   if p.is_file()]      # (records/probe/probe.json/ is a folder of records)
         assert records and all(r.get("slurm_job_id") for _, r in records), records
         chained = {step for step, r in records if r.get("after")}
         assert {"gimbal", "qc", "export"} <= chained, f"jobs that waited on their producers (afterok): {chained}"
