@@ -103,16 +103,9 @@ def check_step_override(overrides: list[str]) -> None:
 def _glob_patterns(inner: str) -> tuple[list[str], list[str]]:
     """Hydra's ``glob(include[, exclude])`` arguments (positional or ``include=``/``exclude=``, each a pattern or a
     list ``[a,b]``) → (include patterns, exclude patterns)."""
-    args, depth, part = [], 0, ""
-    for ch in inner.strip():
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            args.append(part)
-            part = ""
-        else:
-            part += ch
-    args.append(part)
+    from mck.config import split_outside_brackets
+
+    args = split_outside_brackets(inner.strip())
     found: dict[str, list[str]] = {"include": [], "exclude": []}
     for i, arg in enumerate(a.strip() for a in args):
         key, sep, value = arg.partition("=")

@@ -155,3 +155,19 @@ def _session_files(key: str, *, _root_) -> Dict[str, str]:
     return out
 
 _register()
+
+
+def split_outside_brackets(text: str, sep: str = ",") -> list[str]:
+    """``'a-[1-3,7],b'`` → ``['a-[1-3,7]', 'b']``: split at ``sep`` where no ``[…]`` is open (host lists, glob
+    arguments)."""
+    parts, depth, part = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == sep and depth == 0:
+            parts.append(part)
+            part = ""
+        else:
+            part += ch
+    parts.append(part)
+    return parts

@@ -63,4 +63,6 @@ def slurm_up() -> bool:
     if not shutil.which("sinfo"):
         return False
     proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mix", "alloc"))
+    unusable = ("down", "drain", "fail", "unknown", "not_responding", "future", "inval")
+    states = [s.strip().lower().rstrip("*~#!%$@^-") for s in proc.stdout.split()]
+    return proc.returncode == 0 and any(s and not s.startswith(unusable) for s in states)   # idle, mix, completing…

@@ -200,19 +200,10 @@ def fit_to_cluster(params: dict[str, Any], facts: ClusterFacts) -> tuple[dict[st
 def expand_hostlist(text: str) -> list[str]:
     """SLURM host lists → node names: ``'a-[1-3,7],b'`` → ``['a-1', 'a-2', 'a-3', 'a-7', 'b']`` (one bracket
     group per name, numbers keep their zero padding)."""
+    from mck.config import split_outside_brackets
+
     names: list[str] = []
-    depth, part = 0, ""
-    parts = []
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            parts.append(part)
-            part = ""
-        else:
-            part += ch
-    parts.append(part)
-    for part in (p.strip() for p in parts):
+    for part in (p.strip() for p in split_outside_brackets(text)):
         if not part:
             continue
         if "[" not in part:

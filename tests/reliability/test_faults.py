@@ -333,9 +333,10 @@ def test_unknown_step_lists_every_step_with_a_suggestion(small):
     proc = run_mck(["step=tringulation", f"session={S0}"], root, cwd)
     assert proc.returncode == 2
     m = error_line(proc, "step=tringulation")
-    assert m["what"] == "no step named 'tringulation'; did you mean triangulation?"
-    assert m["fix"] == ("steps: calibration, centernet, compression, export, fit_gimbal, gimbal, hrnet, probe, qc, "
-                        "report, train_centernet, train_hrnet, triangulation")
+    assert m["what"].startswith("no step named 'tringulation'; did you mean triangulation")
+    from mck.graph import build_graph
+
+    assert m["fix"] == "steps: " + ", ".join(sorted(build_graph().order))
 
 
 def test_session_whose_videos_use_other_camera_names_says_why(small):
