@@ -14,7 +14,6 @@ traceback.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import sys
@@ -56,6 +55,8 @@ def check_item_overrides(overrides: list[str], settings) -> None:
                 warn_refused(inventory)
             patterns = [v.strip() for v in value.split(",")]
             if match:
+                from mck.config import glob_matches
+
                 if not glob_matches(names, match.group(1)):
                     from mck.inventory import empty_hint
 
@@ -98,29 +99,6 @@ def check_step_override(overrides: list[str]) -> None:
         close = difflib.get_close_matches(value, steps, n=2, cutoff=0.6)
         raise ConfigError(f"no step named {value!r}" + (f"; did you mean {' or '.join(close)}?" if close else ""),
                           item=f"step={value}", fix=f"steps: {', '.join(steps)}")
-
-
-def _glob_patterns(inner: str) -> tuple[list[str], list[str]]:
-    """Hydra's ``glob(include[, exclude])`` arguments (positional or ``include=``/``exclude=``, each a pattern or a
-    list ``[a,b]``) → (include patterns, exclude patterns)."""
-    from mck.config import split_outside_brackets
-
-    args = split_outside_brackets(inner.strip())
-    found: dict[str, list[str]] = {"include": [], "exclude": []}
-    for i, arg in enumerate(a.strip() for a in args):
-        key, sep, value = arg.partition("=")
-        if not sep or key.strip() not in found:
-            key, value = ("include", "exclude")[min(i, 1)], arg
-        value = value.strip()
-        values = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else [value]
-        found[key.strip()] += [v.strip().strip("'\"") for v in values if v.strip()]
-    return found["include"] or ["*"], found["exclude"]
-
-
-def glob_matches(names, inner: str) -> list[str]:
-    include, exclude = _glob_patterns(inner)
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in include)
-            and not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
 
 
 def run_app(argv: list[str]) -> int:

@@ -7,6 +7,7 @@ the value named; after that the config is read-only.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,3 +172,25 @@ def split_outside_brackets(text: str, sep: str = ",") -> list[str]:
             part += ch
     parts.append(part)
     return parts
+
+
+def glob_patterns(inner: str) -> tuple[list[str], list[str]]:
+    """Hydra's ``glob(include[, exclude])`` arguments (positional or ``include=``/``exclude=``, each a pattern or a
+    list ``[a,b]``) → (include patterns, exclude patterns)."""
+    args = split_outside_brackets(inner.strip())
+    found: dict[str, list[str]] = {"include": [], "exclude": []}
+    for i, arg in enumerate(a.strip() for a in args):
+        key, sep, value = arg.partition("=")
+        if not sep or key.strip() not in found:
+            key, value = ("include", "exclude")[min(i, 1)], arg
+        value = value.strip()
+        values = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else [value]
+        found[key.strip()] += [v.strip().strip("'\"") for v in values if v.strip()]
+    return found["include"] or ["*"], found["exclude"]
+
+
+def glob_matches(names, inner: str) -> list[str]:
+    """The names that ``glob(inner)`` selects (fnmatch patterns, excludes win)."""
+    include, exclude = glob_patterns(inner)
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in include)
+            and not any(fnmatch.fnmatchcase(n, p) for p in exclude)]

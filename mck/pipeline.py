@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from mck.config import glob_matches
 from mck.errors import ConfigError, MckError
 from mck.inventory import ITEM_GROUPS, Inventory
 
@@ -46,32 +47,15 @@ class StepPlan:
     returncode: int | None = None
 
 
-def _patterns(value: str) -> list[str]:
-    match = _GLOB.match(value)
-    if match:
-        inner = match.group(1).strip()
-        if inner.startswith("[") and inner.endswith("]"):
-            inner = inner[1:-1]
-        parts = [p.strip().strip("'\"") for p in inner.split(",")]
-        include = [p for p in parts if not p.startswith("exclude=")]
-        return include or ["*"]
-    return [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
-
-
-def _excludes(value: str) -> list[str]:
-    match = _GLOB.match(value)
-    if not match:
-        return []
-    return [p.split("=", 1)[1].strip().strip("'\"") for p in match.group(1).split(",") if p.strip().startswith("exclude=")]
-
-
 def select(inv: Inventory, selectors: dict[str, str]) -> dict[str, set[str]]:
     """Items per level from ``session=…``/``video=…``/``calibration=…`` (names, lists or ``glob(…)``): the sessions
     selected (directly or through their videos), their videos and their calibrations. No selector: everything."""
     def pick(names, value):
-        inc, exc = _patterns(value), _excludes(value)
-        return {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in inc)
-                and not any(fnmatch.fnmatchcase(n, p) for p in exc)}
+        match = _GLOB.match(value)
+        if match:
+            return set(glob_matches(names, match.group(1)))
+        wanted = {v.strip().strip("'\"") for v in value.split(",") if v.strip()}
+        return {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in wanted)}
 
     if not selectors:
         sessions = set(inv.sessions)

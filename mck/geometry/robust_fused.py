@@ -25,6 +25,7 @@ def _compiled(cams: int, scales: tuple, reject_px: float, dtype: str, iterations
     import jax.numpy as jnp
 
     import mck.gimbal  # noqa: F401  (64-bit JAX, as everywhere in mck)
+    from mck.geometry.triangulate import cramer3
 
     pairs = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (2, 2), (2, 3)]
 
@@ -64,16 +65,7 @@ def _compiled(cams: int, scales: tuple, reject_px: float, dtype: str, iterations
         def solve(wt):
             g = jnp.einsum("nc,nck->nk", wt, M)
             a_, b_, c_, r0, d_, e_, r1, f_, r2 = (g[:, k] for k in range(9))
-            r0, r1, r2 = -r0, -r1, -r2
-            c00 = d_ * f_ - e_ * e_
-            c01 = c_ * e_ - b_ * f_
-            c02 = b_ * e_ - c_ * d_
-            c11 = a_ * f_ - c_ * c_
-            c12 = b_ * c_ - a_ * e_
-            c22 = a_ * d_ - b_ * b_
-            inv = 1.0 / (a_ * c00 + b_ * c01 + c_ * c02)
-            return jnp.stack([(c00 * r0 + c01 * r1 + c02 * r2) * inv, (c01 * r0 + c11 * r1 + c12 * r2) * inv,
-                              (c02 * r0 + c12 * r1 + c22 * r2) * inv], axis=-1)
+            return jnp.stack(cramer3(a_, b_, c_, d_, e_, f_, -r0, -r1, -r2), axis=-1)
 
         def residuals(X):
             """Squared reprojection residuals (N, C) px² and depths (N, C)."""

@@ -138,11 +138,9 @@ def _normal_basis(P: np.ndarray) -> np.ndarray:
     return blocks.reshape(4 * P.shape[0], 16)
 
 
-def _solve3(G: np.ndarray) -> np.ndarray:
-    """Solve M X = r with M = G[:3, :3], r = −G[:3, 3], batched, closed form (Cramer's rule)."""
-    a, b, c = G[:, 0, 0], G[:, 0, 1], G[:, 0, 2]
-    d, e, f = G[:, 1, 1], G[:, 1, 2], G[:, 2, 2]
-    r0, r1, r2 = -G[:, 0, 3], -G[:, 1, 3], -G[:, 2, 3]
+def cramer3(a, b, c, d, e, f, r0, r1, r2):
+    """Solve the symmetric 3×3 system [[a b c] [b d e] [c e f]] X = [r0 r1 r2] elementwise by Cramer's rule;
+    returns (x, y, z). Plain arithmetic, so numpy and jax.numpy arrays both work (the fused solver shares it)."""
     c00 = d * f - e * e
     c01 = c * e - b * f
     c02 = b * e - c * d
@@ -150,10 +148,15 @@ def _solve3(G: np.ndarray) -> np.ndarray:
     c12 = b * c - a * e
     c22 = a * d - b * b
     det = a * c00 + b * c01 + c * c02
+    return ((c00 * r0 + c01 * r1 + c02 * r2) / det, (c01 * r0 + c11 * r1 + c12 * r2) / det,
+            (c02 * r0 + c12 * r1 + c22 * r2) / det)
+
+
+def _solve3(G: np.ndarray) -> np.ndarray:
+    """Solve M X = r with M = G[:3, :3], r = −G[:3, 3], batched, closed form (Cramer's rule)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = (c00 * r0 + c01 * r1 + c02 * r2) / det
-        y = (c01 * r0 + c11 * r1 + c12 * r2) / det
-        z = (c02 * r0 + c12 * r1 + c22 * r2) / det
+        x, y, z = cramer3(G[:, 0, 0], G[:, 0, 1], G[:, 0, 2], G[:, 1, 1], G[:, 1, 2], G[:, 2, 2],
+                          -G[:, 0, 3], -G[:, 1, 3], -G[:, 2, 3])
     return np.stack([x, y, z], axis=-1)
 
 
