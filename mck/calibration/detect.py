@@ -9,8 +9,10 @@ oblique boards, motion blur, H.264; ``python -m mck synth --realism realistic`` 
 2. **Detect** on each region's crop, upscaled so the squares are ≥ ``target_square_px`` (small boards: 3–6 px
    squares need 3–5×): OpenCV's classic detector (fast check); the sector-based ``findChessboardCornersSB``
    (ACCURACY) on the contrast-normalised (CLAHE) crop; the saddle-point lattice of ``mck.calibration.lattice``
-   (survives blur and foreshortening that defeat both); SB exhaustive on the best region. When a region exists but
-   none yields a board, the whole frame at 1× and 2× (the plain OpenCV recipe) is the fallback.
+   (survives blur and foreshortening that defeat both; only saddle points inside the region count, so an LED array
+   beside a dim board cannot crowd it out; every board-sized window of a grown lattice is a candidate for step 4);
+   SB exhaustive on the best region. When a region exists but none yields a board, the whole frame at 1× and 2×
+   (the plain OpenCV recipe) is the fallback.
 3. **Refine** classic and lattice corners with ``cornerSubPix`` (half-window ≈ 0.45 square) on the crop; SB's
    ACCURACY corners are kept as they are.
 4. **Verify** the grid, so that a wrong detection never reaches the bundle adjustment: the 35 corners must fit a
@@ -27,10 +29,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mck.calibration.lattice import lattice_corners
+from mck.calibration.lattice import lattice_candidates
 
 TEMPLATE_SIZE = 40
-DETECTOR_VERSION = 4          # bump when detections change; cached detections of another version are redone
+DETECTOR_VERSION = 5          # bump when detections change; cached detections of another version are redone
 
 
 def _template() -> np.ndarray:
@@ -195,8 +197,10 @@ def _candidates(gray: np.ndarray, board_shape, target_square_px: float, thorough
         found, corners = cv2.findChessboardCornersSB(eq, board_shape, flags=_SB_QUICK)
         if found:                               # SB's ACCURACY corners beat cornerSubPix on blurred boards
             yield (eq, view[1], view[2], True), corners.reshape(-1, 2)
-        corners = lattice_corners(g, board_shape)
-        if corners is not None:
+        pad = 1.5 * spacing
+        x0, y0 = (lo - pad - view[2] + 0.5) * view[1] - 0.5
+        x1, y1 = (hi + pad - view[2] + 0.5) * view[1] - 0.5
+        for corners in lattice_candidates(g, board_shape, roi=(x0, y0, x1, y1)):
             yield view, corners
         if first:
             found, corners = cv2.findChessboardCornersSB(eq, board_shape, flags=_SB)

@@ -1,6 +1,6 @@
 """The chessboard detector on realistic calibration footage (mck.synth.realism: IR-dark arena, LED arrays, plate on
 a handle, blur, noise, H.264), scored against the exact ground truth: no wrong grid, no wrong anchor ordering,
-sub-pixel corners, about as many frames as the OpenCV baseline in the same frames, small boards found, LED arrays
+sub-pixel corners, ≥ 1.1× the frames of the OpenCV baseline in the same frames, small boards found, LED arrays
 never taken for a board."""
 
 from __future__ import annotations
@@ -54,9 +54,10 @@ def test_realistic_footage_right_grids_orders_and_subpixel(tmp_path):
             assert min(flips) < 2.0, "wrong grid"
             assert int(np.argmin(flips)) == 0, "wrong anchor ordering"
             errors.append(np.linalg.norm(d - uv[k], axis=1))
-    # the same frames, same run: at least 90 % of the baseline's count (measured: 17 vs 18 here; more on longer
-    # footage, benchmarks/bench_calibration_detection.py), and never a wrong grid or ordering (above)
-    assert found >= max(10, 0.9 * base), (found, base)
+    # the same frames, same run: the issue's 1.1× the baseline's count (measured: 22 vs 18 here; 1.11–1.25× on
+    # longer footage per realism level, benchmarks/bench_calibration_detection.py), and never a wrong grid or
+    # ordering (above)
+    assert found >= max(10, 1.1 * base), (found, base)
     err = np.concatenate(errors)
     assert err.mean() < 0.5 and np.median(err) < 0.4, (err.mean(), np.median(err))
 
