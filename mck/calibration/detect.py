@@ -32,7 +32,7 @@ import numpy as np
 from mck.calibration.lattice import lattice_candidates
 
 TEMPLATE_SIZE = 40
-DETECTOR_VERSION = 5          # bump when detections change; cached detections of another version are redone
+DETECTOR_VERSION = 6          # bump when detections change; cached detections of another version are redone
 
 
 def _template() -> np.ndarray:
@@ -87,12 +87,42 @@ def detect_chessboard_scored(image: np.ndarray, board_shape=(5, 7), match_score_
                 refined = corners.astype(np.float64)
         if not verify_grid(g, refined, board_shape, max_grid_residual):
             continue
+        refined = refine_saddles(g, refined, square)
         ordered, scores = reorder_chessboard_corners(g, refined, board_shape)
         if scores[0] - scores[1] < match_score_min_diff or scores[0] < min_anchor_score:
             continue
         full = (ordered + 0.5) / scale - 0.5 + offset
         return full.astype(np.float64), scores
     return None
+
+
+def refine_saddles(gray: np.ndarray, corners: np.ndarray, square: float, iterations: int = 3) -> np.ndarray:
+    """Corners (N, 2) px moved to the saddle point of a quadratic fitted (weighted least squares, Gaussian weights)
+    to the image blurred by ~0.12 square, in a window of ±0.3 square (2–8 px) around each: the stationary point of
+    the fit, kept only where the fit is a saddle (negative Hessian determinant) and the step stays inside the window.
+    Unlike ``cornerSubPix`` (gradients orthogonal to the offset, which neighbouring corners and motion blur bias), an
+    X-junction stays a saddle under symmetric blur. On realistic footage the mean corner error falls from 0.33 to
+    0.17 px for lattice/classic corners and 0.22 to 0.17 px for SB's (docs/algorithms.md, Measured figures)."""
+    sigma = max(1.0, 0.12 * square)
+    blurred = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), sigma)
+    r = int(np.clip(round(0.3 * square), 2, 8))
+    oy, ox = (v.ravel() for v in np.mgrid[-r:r + 1, -r:r + 1].astype(np.float64))
+    weight = np.exp(-(ox ** 2 + oy ** 2) / (2 * (0.6 * r) ** 2))
+    design = np.stack([ox * ox, ox * oy, oy * oy, ox, oy, np.ones_like(ox)], 1) * weight[:, None]
+    solve = np.linalg.pinv(design)                                      # (6, M)
+    p = corners.astype(np.float64).copy()
+    for _ in range(iterations):
+        mx = (p[:, :1] + ox).astype(np.float32)
+        my = (p[:, 1:] + oy).astype(np.float32)
+        values = cv2.remap(blurred, mx, my, cv2.INTER_LINEAR).astype(np.float64) * weight      # (N, M)
+        a, b, c, d, e, _ = (values @ solve.T).T                          # f = a x² + b xy + c y² + d x + e y + f0
+        det = 4 * a * c - b * b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dx = (-2 * c * d + b * e) / det
+            dy = (-2 * a * e + b * d) / det
+        ok = (det < 0) & np.isfinite(dx) & np.isfinite(dy) & (np.hypot(dx, dy) < 0.5 * r)
+        p[ok] += np.stack([dx[ok], dy[ok]], -1)
+    return p
 
 
 def saddle_response(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
