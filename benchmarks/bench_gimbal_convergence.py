@@ -23,6 +23,12 @@ from mck.gimbal.convergence import converged
 from mck.synth.keypoints import animal_poses, gimbal_params, keypoint_session
 
 
+def _params(states: int) -> dict:
+    """GIMBAL parameters fitted to the synthetic mouse's poses (the same for every run of this benchmark)."""
+    x, parents = animal_poses(2000, seed=7)
+    return gimbal_params(x, parents, num_states=states, num_iters=50)
+
+
 class _Converged(Exception):
     """Raised by the report hook at the first passing check, to end a sizes run there."""
 
@@ -31,8 +37,7 @@ def converge_by_size(sizes: list[int], iters: int, chunk: int, states: int) -> N
     """Iterations to the first passing convergence check per session length (see the module docstring)."""
     from mck.gimbal import prepare_chain, run_chain
 
-    x, parents = animal_poses(2000, seed=7)
-    params = gimbal_params(x, parents, num_states=states, num_iters=50)
+    params = _params(states)
     print(f"{'frames':>8} {'converged at':>12} {'R-hat max':>9} {'ESS min':>8} {'s/iter':>7} {'wall s':>7}", flush=True)
     for frames in sizes:
         s = keypoint_session(frames, seed=0)
@@ -68,8 +73,7 @@ def main() -> None:
     if args.sizes:
         converge_by_size([int(v) for v in args.sizes.split(",")], args.iters, args.chunk, args.states)
         return
-    x, parents = animal_poses(2000, seed=7)
-    params = gimbal_params(x, parents, num_states=args.states, num_iters=50)
+    params = _params(args.states)
     s = keypoint_session(args.frames, seed=0)
     burn = int(0.8 * args.iters)
     kw = dict(n_iters=args.iters, burn_in=burn, seed=0, chunk_iters=args.chunk)

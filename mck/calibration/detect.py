@@ -29,7 +29,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mck.calibration.lattice import lattice_candidates
+from mck.calibration.lattice import lattice_candidates, saddle_response
 
 TEMPLATE_SIZE = 40
 DETECTOR_VERSION = 6          # bump when detections change; cached detections of another version are redone
@@ -123,15 +123,6 @@ def refine_saddles(gray: np.ndarray, corners: np.ndarray, square: float, iterati
         ok = (det < 0) & np.isfinite(dx) & np.isfinite(dy) & (np.hypot(dx, dy) < 0.5 * r)
         p[ok] += np.stack([dx[ok], dy[ok]], -1)
     return p
-
-
-def saddle_response(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """``max(−det H, 0)`` of the image blurred by ``sigma`` px: large at chessboard X-corners (float32)."""
-    b = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), sigma)
-    xx = cv2.Sobel(b, cv2.CV_32F, 2, 0, ksize=3)
-    yy = cv2.Sobel(b, cv2.CV_32F, 0, 2, ksize=3)
-    xy = cv2.Sobel(b, cv2.CV_32F, 1, 1, ksize=3)
-    return np.maximum(xy * xy - xx * yy, 0)
 
 
 def board_regions(gray: np.ndarray, max_regions: int = 3, min_points: int = 10, snr: float = 6.0,

@@ -10,8 +10,7 @@ lattice lines (else from an affine fit to the cells found so far) and take the s
 missing, filled from the window's homography) is a candidate, most cells and strongest saddles first: a lattice
 often also grows over the T-junctions at the checker's edge and the plate's border. Candidates are in OpenCV's layout
 (rows of ``cols``); the caller refines and verifies them (``detect.verify_grid``: homography residual, checker
-parity, printed margin — a shifted window fails it) and orders them by the anchor dot. ``lattice_corners`` is the
-first candidate.
+parity, printed margin — a shifted window fails it) and orders them by the anchor dot.
 """
 
 from __future__ import annotations
@@ -22,15 +21,20 @@ import cv2
 import numpy as np
 
 
-def saddle_points(gray: np.ndarray, sigma: float = 2.0, max_points: int = 120, relative: float = 0.08, roi=None):
-    """(M, 2) px saddle points, strongest first, and their strengths (M,): local maxima (5 × 5) of ``−det H`` of
-    the image blurred by ``sigma`` above ``relative`` × the 10th strongest one; only those inside ``roi``
-    (x0, y0, x1, y1) px when given."""
+def saddle_response(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """``max(−det H, 0)`` of the image blurred by ``sigma`` px: large at chessboard X-corners (float32)."""
     b = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), sigma)
     xx = cv2.Sobel(b, cv2.CV_32F, 2, 0, ksize=3)
     yy = cv2.Sobel(b, cv2.CV_32F, 0, 2, ksize=3)
     xy = cv2.Sobel(b, cv2.CV_32F, 1, 1, ksize=3)
-    r = np.maximum(xy * xy - xx * yy, 0)
+    return np.maximum(xy * xy - xx * yy, 0)
+
+
+def saddle_points(gray: np.ndarray, sigma: float = 2.0, max_points: int = 120, relative: float = 0.08, roi=None):
+    """(M, 2) px saddle points, strongest first, and their strengths (M,): local maxima (5 × 5) of ``−det H`` of
+    the image blurred by ``sigma`` above ``relative`` × the 10th strongest one; only those inside ``roi``
+    (x0, y0, x1, y1) px when given."""
+    r = saddle_response(gray, sigma)
     maxima = (r > 0) & (r == cv2.dilate(r, np.ones((5, 5), np.uint8)))
     ys, xs = np.nonzero(maxima)
     if roi is not None:
@@ -132,13 +136,6 @@ def _windows(cells: dict, strength: np.ndarray, size: tuple[int, int], max_missi
     found.sort(key=lambda w: w[:2])
     return [{tuple(int(v) for v in c - (a, b)): int(k) for c, k in zip(ij[keep], idx[keep])}
             for _, _, a, b, keep in found[:limit]]
-
-
-def lattice_corners(gray: np.ndarray, board_shape=(5, 7), sigmas=(2.0, 1.2, 3.0, 4.0), seeds: int = 14, roi=None):
-    """Internal corners (cols·rows, 2) px in OpenCV's layout (``rows`` rows of ``cols``, any of the 4 flips), from
-    the saddle-point lattice of ``gray`` at the first saddle scale ``sigmas`` (px) that works; None when no seed
-    grows into the board's grid. See :func:`lattice_candidates`."""
-    return next(lattice_candidates(gray, board_shape, sigmas, seeds, roi), None)
 
 
 def lattice_candidates(gray: np.ndarray, board_shape=(5, 7), sigmas=(2.0, 1.2, 3.0, 4.0), seeds: int = 14, roi=None,
