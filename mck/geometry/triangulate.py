@@ -66,7 +66,7 @@ ENGINES = ("fused", "numpy")
 def _solve(uv, extrinsics, intrinsics, conf, method, chunk: int = 100_000, engine: str = "fused",
            dtype: str = "float64", **options):
     """``engine="fused"`` runs the robust method as one compiled XLA computation per chunk of points
-    (:mod:`mck.geometry.robust_fused`, the same arithmetic ≈ 10–30× faster); ``numpy`` is the reference.
+    (:mod:`mck.geometry.robust_fused`, the same arithmetic ≈ 10–20× faster); ``numpy`` is the reference.
     ``dtype`` (fused only): float32 moves half the bytes; see benchmarks/bench_triangulation.py for its effect."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {', '.join(METHODS)}")
@@ -147,9 +147,9 @@ def cramer3(a, b, c, d, e, f, r0, r1, r2):
     c11 = a * f - c * c
     c12 = b * c - a * e
     c22 = a * d - b * b
-    det = a * c00 + b * c01 + c * c02
-    return ((c00 * r0 + c01 * r1 + c02 * r2) / det, (c01 * r0 + c11 * r1 + c12 * r2) / det,
-            (c02 * r0 + c12 * r1 + c22 * r2) / det)
+    inv_det = 1.0 / (a * c00 + b * c01 + c * c02)          # one division, not three
+    return ((c00 * r0 + c01 * r1 + c02 * r2) * inv_det, (c01 * r0 + c11 * r1 + c12 * r2) * inv_det,
+            (c02 * r0 + c12 * r1 + c22 * r2) * inv_det)
 
 
 def _solve3(G: np.ndarray) -> np.ndarray:

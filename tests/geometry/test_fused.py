@@ -55,3 +55,40 @@ def test_point_major_and_frame_major_calls_agree():
                                             np.moveaxis(conf, 1, 2).reshape(-1, 6), P, Ks, dists, chunk=64)
     np.testing.assert_allclose(frames_X.reshape(-1, 3), flat_X, atol=1e-9)
     assert np.array_equal(np.moveaxis(frames_used, 1, 2).reshape(-1, 6), flat_used)
+
+
+def test_threads_and_groups_do_not_change_results():
+    """Chunks looped inside one call (``group``), a padded last chunk and several host threads: same arrays."""
+    from mck.geometry import projection_matrices, robust_fused
+
+    _, uv, conf = _data(frames=300, seed=3)
+    P = projection_matrices(RIG.extrinsics, RIG.intrinsics)
+    Ks, dists = np.stack(RIG.Ks), np.stack(RIG.dists)
+    ref_X, ref_used = robust_fused.robust(uv, conf, P, Ks, dists, chunk=256, group=1, threads=1)
+    for group, threads in ((4, 1), (4, 3), (1, 2)):    # 14 frames a chunk: 5 groups of 4 chunks + 2 chunks
+        X, used = robust_fused.robust(uv, conf, P, Ks, dists, chunk=256, group=group, threads=threads)
+        np.testing.assert_array_equal(X, ref_X)
+        np.testing.assert_array_equal(used, ref_used)
+
+
+def test_first_call_in_a_fresh_process_solves_in_float64():
+    """The cameras go to the device after 64-bit JAX is on: the first call of a process equals the later ones."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from mck.geometry import project, triangulate
+from mck.synth.rig import make_rig
+rig = make_rig()
+rng = np.random.default_rng(0)
+X = np.stack([rng.uniform(-150, 150, (50, 15)), rng.uniform(-150, 150, (50, 15)), rng.uniform(540, 640, (50, 15))], -1)
+uv = project(X, rig.extrinsics, rig.intrinsics) + rng.normal(0, 1.0, (50, 6, 15, 2))
+first = triangulate(uv, rig.extrinsics, rig.intrinsics)
+second = triangulate(uv, rig.extrinsics, rig.intrinsics)
+ref = triangulate(uv, rig.extrinsics, rig.intrinsics, engine="numpy")
+print(np.abs(first - second).max(), np.abs(first - ref).max())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    first_vs_second, first_vs_numpy = map(float, out)
+    assert first_vs_second < 1e-9 and first_vs_numpy < 1e-6
