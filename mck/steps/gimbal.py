@@ -234,7 +234,9 @@ def run(keypoints_paths: dict, triangulation_path: str, calibration_path: str, p
 
 def resolve_dtype(dtype: str, backend: str, item: str = "") -> str:
     """``auto`` → float32 on GPUs (float64 runs at 1/32–1/64 of its speed there, and float32 stays within 1 % of
-    float64's 3D error: benchmarks/bench_gimbal_float32.py), float64 elsewhere; float32/float64 as given."""
+    float64's 3D error: benchmarks/bench_gimbal_float32.py), float64 elsewhere (the lab's precision; on 2 CPU cores
+    float32 is 1.6–1.7× faster at 50k–216k frames × 50 states: 2.44 vs 4.20 s/iteration at 216k,
+    benchmarks/bench_gimbal_scale.py --dtype); float32/float64 as given."""
     if dtype == "auto":
         return "float32" if backend in ("gpu", "cuda", "rocm") else "float64"
     if dtype not in ("float32", "float64"):
