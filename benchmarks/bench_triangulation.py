@@ -82,13 +82,44 @@ def profile_numpy(uv, rig) -> str:
                      or "ufunc" in line or "ncalls" in line)
 
 
+def profile_fused(uv, rig, repeats: int = 7) -> str:
+    """Where the fused solver's time goes, by difference: the compiled kernel (one thread, inputs already on the
+    device) with and without the undistortion iterations and the IRLS passes, best of ``repeats``."""
+    import jax
+
+    import mck.gimbal  # noqa: F401  (x64)
+
+    P = projection_matrices(rig.extrinsics, rig.intrinsics)
+    Ks, dists = np.stack(rig.Ks), np.stack(rig.dists)
+    step = robust_fused.CHUNK // uv.shape[2]
+    span = step * robust_fused.GROUP
+    calls = len(uv) // span
+    args = [jax.device_put(a) for a in (uv[:span], np.ones(uv[:span].shape[:3]), P, Ks, dists)]
+    variants = {"full": ((64.0, 32.0, 16.0, 8.0, 4.0), 5), "no undistortion": ((64.0, 32.0, 16.0, 8.0, 4.0), 0),
+                "no IRLS passes": ((), 5), "neither": ((), 0)}
+    best = {}
+    for name, (scales, iterations) in variants.items():
+        fn = robust_fused._compiled(uv.shape[1], scales, 12.0, "float64", iterations, True, robust_fused.GROUP)
+        jax.block_until_ready(fn(*args))
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready([fn(*args) for _ in range(calls)])
+            best[name] = min(best.get(name, np.inf), time.perf_counter() - t0)
+    parts = {"undistortion (5 iterations)": best["full"] - best["no undistortion"],
+             "IRLS passes (5)": best["full"] - best["no IRLS passes"],
+             "the rest (per-view blocks, first and last solve, view rejection, transposes)": best["neither"]}
+    lines = [f"  compiled kernel, one thread, {calls * span} frames: {best['full']:.3f} s"]
+    lines += [f"  {name:78s} {t * 1e3:6.1f} ms" for name, t in parts.items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--keypoints", type=int, default=18)
     parser.add_argument("--baseline-frames", type=int, default=1000)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="also profile the numpy reference solver")
+    parser.add_argument("--profile", action="store_true", help="also profile the fused and the numpy solvers")
     args = parser.parse_args()
     if args.quick:
         args.frames, args.baseline_frames = 5000, 300
@@ -139,6 +170,7 @@ def main() -> None:
         print(f"  {name:21s} 3D error mm: median {np.median(err):.3f}  mean {err.mean():.3f}  "
               f"p95 {np.percentile(err, 95):.3f}  (n={err.size})")
     if args.profile:
+        print("fused solver, split by differential timing:\n" + profile_fused(uv, rig))
         print("numpy reference solver profile (own time):\n" + profile_numpy(uv, rig))
 
 
