@@ -26,6 +26,8 @@ oblique boards, motion blur, H.264; ``python -m mck synth --realism realistic`` 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -70,14 +72,14 @@ def detect_chessboard_scored(image: np.ndarray, board_shape=(5, 7), match_score_
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     board_shape = (int(board_shape[0]), int(board_shape[1]))
     for view, corners in _candidates(gray, board_shape, target_square_px, thorough, roi, fallback):
-        g, scale, offset = view[:3]
+        g, scale, offset = view.image, view.scale, view.offset
         square = _square_px(corners, board_shape)
         if not np.isfinite(square) or square < 2.0:
             continue
         h, w = g.shape
         if not ((corners >= 1).all() and (corners[:, 0] <= w - 2).all() and (corners[:, 1] <= h - 2).all()):
             continue                             # a predicted corner off the image: not a whole board
-        if len(view) > 3 and view[3]:          # the sector detector's ACCURACY corners: already sub-pixel
+        if view.subpixel:                       # the sector detector's ACCURACY corners
             refined = corners.astype(np.float64)
         else:
             half = int(np.clip(round(subpix_window * square), 2, 9 * scale))
@@ -175,9 +177,17 @@ _SB = cv2.CALIB_CB_EXHAUSTIVE | cv2.CALIB_CB_ACCURACY
 _SB_QUICK = cv2.CALIB_CB_ACCURACY
 
 
-def _crop_views(gray: np.ndarray, lo, hi, spacing: float, target_square_px: float):
-    """Crops of the region (lo, hi) with a margin, upscaled so the squares are ≥ ``target_square_px``:
-    ``(image, scale, offset (2,))`` — a crop pixel p is full-image pixel (p + 0.5) / scale − 0.5 + offset."""
+class _View(NamedTuple):
+    """An image a detector searched: a crop pixel p is full-image pixel (p + 0.5) / scale − 0.5 + offset (2,);
+    ``subpixel``: its corners are already sub-pixel (the sector detector's ACCURACY corners)."""
+    image: np.ndarray
+    scale: float
+    offset: np.ndarray
+    subpixel: bool = False
+
+
+def _crop_view(gray: np.ndarray, lo, hi, spacing: float, target_square_px: float) -> _View:
+    """The region (lo, hi) with a margin, cropped and upscaled so the squares are ≥ ``target_square_px``."""
     height, width = gray.shape
     margin = 0.35 * float((hi - lo).max()) + 3.0 * spacing + 4
     x0, y0 = np.maximum(np.floor(np.asarray(lo) - margin), 0).astype(int)
@@ -188,12 +198,12 @@ def _crop_views(gray: np.ndarray, lo, hi, spacing: float, target_square_px: floa
     while scale > 1 and crop.size * scale * scale > 6e5:
         scale -= 1
     g = crop if scale == 1 else cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    return g, scale, np.array([x0, y0], float)
+    return _View(g, scale, np.array([x0, y0], float))
 
 
 def _candidates(gray: np.ndarray, board_shape, target_square_px: float, thorough: bool, roi=None,
                 fallback: bool = True):
-    """``((image, scale, offset), corners (N, 2) in that image's px)``, most promising first: per candidate
+    """``(view, corners (N, 2) in the view's px)`` (:class:`_View`), most promising first: per candidate
     region (the prior ``roi`` first, then ``board_regions``) the classic detector (fast check) and the sector-based
     one on the contrast-normalised (CLAHE) crop; then, if ``fallback``, the whole frame at 1× and 2×."""
     regions = []
@@ -209,42 +219,41 @@ def _candidates(gray: np.ndarray, board_shape, target_square_px: float, thorough
             continue                            # inside a region already searched
         first = not tried
         tried.append((lo, hi, spacing))
-        view = _crop_views(gray, lo, hi, spacing, target_square_px)
-        g = view[0]
+        view = _crop_view(gray, lo, hi, spacing, target_square_px)
+        g = view.image
         found, corners = cv2.findChessboardCorners(g, board_shape, flags=_CLASSIC | cv2.CALIB_CB_FAST_CHECK)
         if found:
             yield view, corners.reshape(-1, 2)
         eq = _CLAHE.apply(g)
         found, corners = cv2.findChessboardCornersSB(eq, board_shape, flags=_SB_QUICK)
         if found:                               # SB's ACCURACY corners beat cornerSubPix on blurred boards
-            yield (eq, view[1], view[2], True), corners.reshape(-1, 2)
+            yield view._replace(image=eq, subpixel=True), corners.reshape(-1, 2)
         pad = 1.5 * spacing
-        x0, y0 = (lo - pad - view[2] + 0.5) * view[1] - 0.5
-        x1, y1 = (hi + pad - view[2] + 0.5) * view[1] - 0.5
+        x0, y0 = (lo - pad - view.offset + 0.5) * view.scale - 0.5
+        x1, y1 = (hi + pad - view.offset + 0.5) * view.scale - 0.5
         for corners in lattice_candidates(g, board_shape, roi=(x0, y0, x1, y1)):
             yield view, corners
         if first:
             found, corners = cv2.findChessboardCornersSB(eq, board_shape, flags=_SB)
             if found:
-                yield (eq, view[1], view[2], True), corners.reshape(-1, 2)
+                yield view._replace(image=eq, subpixel=True), corners.reshape(-1, 2)
         if thorough:
             found, corners = cv2.findChessboardCorners(g, board_shape, flags=_CLASSIC)
             if found:
                 yield view, corners.reshape(-1, 2)
     if fallback and tried:                      # something board-like is in view: the whole frame, 1× then 2×
-        one = (gray, 1, np.zeros(2))
         found, corners = cv2.findChessboardCornersSB(gray, board_shape, flags=_SB)
         if found:
-            yield (*one, True), corners.reshape(-1, 2)
+            yield _View(gray, 1, np.zeros(2), True), corners.reshape(-1, 2)
         else:
             big = cv2.resize(gray, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
             found, corners = cv2.findChessboardCornersSB(big, board_shape, flags=_SB)
             if found:
-                yield (big, 2, np.zeros(2), True), corners.reshape(-1, 2)
+                yield _View(big, 2, np.zeros(2), True), corners.reshape(-1, 2)
     if thorough:
         found, corners = cv2.findChessboardCorners(gray, board_shape, flags=_CLASSIC)
         if found:
-            yield (gray, 1, np.zeros(2)), corners.reshape(-1, 2)
+            yield _View(gray, 1, np.zeros(2)), corners.reshape(-1, 2)
 
 
 def _square_px(corners: np.ndarray, board_shape) -> float:
