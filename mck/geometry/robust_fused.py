@@ -12,10 +12,10 @@ together, one reciprocal of the determinant per solve. ``group`` chunks run in o
 computation: one dispatch and one transfer), and calls run on ``threads`` host threads at once (XLA runs
 independent computations concurrently; one chunk is too small for its own intra-op threads).
 
-Measured (benchmarks/bench_triangulation.py, 20k frames × 18 keypoints × 6 cameras, 2 CPU cores): 0.095 s on
-2 threads, 0.146 s on one — ×190 and ×124 the lab's per-frame loop in the same run; the compiled kernel on one
-thread: undistortion ≈ 15 ms, per-view blocks and the first solve ≈ 60 ms, the 5 IRLS passes ≈ 27 ms, view
-rejection and the last solve ≈ 23 ms.
+Measured (benchmarks/bench_triangulation.py, 20k frames × 18 keypoints × 6 cameras, 2 CPU cores, two runs):
+0.070–0.095 s on 2 threads, 0.112–0.146 s on one — ×190 and ×119–124 the lab's per-frame loop in the same run.
+The compiled kernel on one thread, by differential timing (``--profile``; noisy): the 5 IRLS passes 27–34 ms, the
+per-view blocks, first and last solve and view rejection 56–76 ms, undistortion 1–15 ms.
 
 Shapes: ``uv`` (N, C, 2) distorted px (NaN = missing), ``weights`` (N, C) ≥ 0, ``P`` (C, 3, 4),
 ``K`` (C, 3, 3), ``dist`` (C, 5). Returns points (N, 3) mm (NaN with fewer than 2 views) and the views used (N, C).
