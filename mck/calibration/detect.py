@@ -14,7 +14,8 @@ oblique boards, motion blur, H.264; ``python -m mck synth --realism realistic`` 
    SB exhaustive on the best region. When a region exists but none yields a board, the whole frame at 1× and 2×
    (the plain OpenCV recipe) is the fallback.
 3. **Refine** classic and lattice corners with ``cornerSubPix`` (half-window ≈ 0.45 square) on the crop; SB's
-   ACCURACY corners are kept as they are.
+   ACCURACY corners are kept as they are. A grid that passes step 4 then goes to the saddle points of a weighted
+   quadratic fit (``refine_saddles``: an X-junction stays a saddle under blur, where ``cornerSubPix`` is pulled).
 4. **Verify** the grid, so that a wrong detection never reaches the bundle adjustment: the 35 corners must fit a
    plane homography (max residual < ``max_grid_residual`` squares + 1.2 px — a corner that wandered fails); the
    squares the homography predicts must alternate dark/light with the expected parity (≤ 10 % of cells off, for a

@@ -58,7 +58,7 @@ def _compiled(cams: int, scales: tuple, reject_px: float, dtype: str, iterations
     from mck.geometry.triangulate import cramer3
 
     def over_cameras(x):
-        """Σ over the leading camera axis as C − 1 elementwise adds (a vector loop over points)."""
+        """Σ over the leading camera axis (an array or a list per camera) as C − 1 elementwise adds."""
         total = x[0]
         for c in range(1, cams):
             total = total + x[c]
@@ -98,9 +98,9 @@ def _compiled(cams: int, scales: tuple, reject_px: float, dtype: str, iterations
         M = jnp.stack([a[i] * a[j] + b[i] * b[j] for i, j in _PAIRS], axis=1)   # (C, 9, N)
 
         def solve(wt):
-            g = wt[0] * M[0]                                     # (9, N); per camera, so that XLA fuses the
-            for c in range(1, cams):                              # products into the sum (wt[:, None] * M is
-                g = g + wt[c] * M[c]                              # written out first: 0.9 MB a pass)
+            # (9, N); the products per camera, so that XLA fuses them into the sum (wt[:, None] * M is written
+            # out first: 0.9 MB a pass)
+            g = over_cameras([wt[c] * M[c] for c in range(cams)])
             a_, b_, c_, r0, d_, e_, r1, f_, r2 = (g[k] for k in range(9))
             return cramer3(a_, b_, c_, d_, e_, f_, -r0, -r1, -r2)
 
