@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from mck.geometry.triangulate import CAUCHY_SCALES_PX, REJECT_PX, cramer3
+
 #: Points per compiled chunk: 2k points × 6 views keep a chunk's per-view blocks (432 B/point, 0.9 MB) in L2.
 #: 20k frames × 18 keypoints, one thread (two): chunk 512 → 0.140 (0.080), 1k → 0.159 (0.079), 2k → 0.152
 #: (0.087), 4k → 0.149 (0.100) s; one chunk per call, 64k points → 0.234, all at once → 0.295 s (out of cache).
@@ -55,7 +57,6 @@ def _compiled(cams: int, scales: tuple, reject_px: float, dtype: str, iterations
     import jax.numpy as jnp
 
     import mck.gimbal  # noqa: F401  (64-bit JAX, as everywhere in mck)
-    from mck.geometry.triangulate import cramer3
 
     def over_cameras(x):
         """Σ over the leading camera axis (an array or a list per camera) as C − 1 elementwise adds."""
@@ -162,7 +163,7 @@ def _compiled(cams: int, scales: tuple, reject_px: float, dtype: str, iterations
     return jax.jit(many)
 
 
-def robust(uv, weights, P, K, dist, scales=(64.0, 32.0, 16.0, 8.0, 4.0), reject_px: float = 12.0,
+def robust(uv, weights, P, K, dist, scales=CAUCHY_SCALES_PX, reject_px: float = REJECT_PX,
            dtype: str = "float64", chunk: int = CHUNK, iterations: int = 5, threads: int | None = None,
            group: int = GROUP):
     """The robust solver on distorted ``uv`` (N, C, 2) with ``weights`` (N, C) — or, frame-major, ``uv``

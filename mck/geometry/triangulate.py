@@ -19,6 +19,9 @@ import numpy as np
 from mck.geometry.camera import Intrinsics, project, projection_matrices, undistort_points
 
 METHODS = ("robust", "median_dlt")
+#: The robust solver's annealed Cauchy scales (px), one IRLS pass each, and its view-rejection threshold (px).
+CAUCHY_SCALES_PX = (64.0, 32.0, 16.0, 8.0, 4.0)
+REJECT_PX = 12.0
 
 
 @dataclass
@@ -180,8 +183,8 @@ def _residuals(X: np.ndarray, und: np.ndarray, P: np.ndarray) -> tuple[np.ndarra
     return np.linalg.norm(proj - und, axis=-1), depth
 
 
-def _robust(und: np.ndarray, weights: np.ndarray, P: np.ndarray, scales=(64.0, 32.0, 16.0, 8.0, 4.0),
-            reject_px: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+def _robust(und: np.ndarray, weights: np.ndarray, P: np.ndarray, scales=CAUCHY_SCALES_PX,
+            reject_px: float = REJECT_PX) -> tuple[np.ndarray, np.ndarray]:
     valid = weights > 0
     enough = valid.sum(1) >= 2
     basis = _normal_basis(P)
